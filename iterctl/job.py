@@ -1,0 +1,81 @@
+"""The Job base class: what a job author writes (CONTRACT §1)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from iterctl.cursor import Cursor
+from iterctl.stopping import StopToken
+
+
+class Job:
+    """A batch job as an enumerator plus an action on one item.
+
+    Subclass it, implement :meth:`build_enumerator` and :meth:`each_iteration`, and run it
+    with ``iterctl run module:Class``::
+
+        class Backfill(Job):
+            def build_enumerator(self, cursor):
+                start = 0 if cursor is None else cursor + 1
+                return ((n, n) for n in range(start, 1000))   # (item, cursor) pairs
+
+            def each_iteration(self, item):
+                print(item)
+
+    Parameters arrive as ``self.params``: a ``dict[str, str]`` of ``--param KEY=VALUE``
+    pairs, or, when the class sets :attr:`Params` to a pydantic model, an instance of it.
+    """
+
+    #: Optional parameter model (a pydantic ``BaseModel`` subclass): ``--param`` values are
+    #: validated and typed through it, and ``self.params`` is an instance of it.
+    Params: ClassVar[type[Any] | None] = None
+
+    def __init__(
+        self,
+        params: Any = None,
+        *,
+        job_id: str = "",
+        stop_token: StopToken | None = None,
+    ) -> None:
+        self.params: Any = {} if params is None else params
+        #: The id this run works under; useful in logs and for idempotency keys.
+        self.job_id = job_id
+        #: Raised when the run should stop; enumerators that sleep should ``wait`` on it.
+        self.stop_token = stop_token if stop_token is not None else StopToken()
+
+    # -- what every job implements ------------------------------------------------------
+
+    def build_enumerator(self, cursor: Cursor) -> Iterable[tuple[Any, Cursor]]:
+        """Return ``(item, cursor)`` pairs starting AFTER ``cursor`` (None on the first run)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must define build_enumerator(self, cursor) returning "
+            "(item, cursor) pairs, like this: return ((n, n) for n in range(start, stop))"
+        )
+
+    def each_iteration(self, item: Any) -> None:
+        """Process one item. Once it returns, the item's cursor is the job's progress."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must define each_iteration(self, item)"
+        )
+
+    # -- optional ----------------------------------------------------------------------
+
+    def count(self) -> int | None:
+        """How many items the whole job has, for progress and ETA; None when unknown."""
+        return None
+
+    def on_start(self) -> None:
+        """Called once, before the first item of the first run of this job id."""
+
+    def on_resume(self) -> None:
+        """Called before the first item of every later run of this job id."""
+
+    def on_shutdown(self) -> None:
+        """Called at every stop of a process, whatever the reason, after the last checkpoint."""
+
+    def on_complete(self) -> None:
+        """Called once, after the last item, before the job is marked succeeded."""
+
+    def on_error(self, error: BaseException) -> None:
+        """Called when the job's code raised ``error``; the job is then marked failed."""

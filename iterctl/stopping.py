@@ -1,0 +1,148 @@
+"""Why a run should stop: the stop token, and the only signal handlers in iterctl.
+
+The runner never touches :mod:`signal`. It reads :attr:`StopToken.pending` once per item (one
+attribute load, so the per-item cost stays near a plain loop) and asks for the reason only
+when something is pending. Signals, the ``--max-runtime`` deadline and the checkpoint and
+progress timers all raise the same flag.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from math import inf
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+
+class StopNow(BaseException):  # noqa: N818 - it is a request, not an error
+    """Raised by a second SIGINT to stop in the middle of an item.
+
+    It derives from BaseException so that a job's ``except Exception`` cannot swallow it.
+    """
+
+
+class StopToken:
+    """Flags raised from outside the loop (signal handlers, the ticker thread).
+
+    Setting attributes is all a signal handler may safely do: taking a lock or logging
+    inside a handler can deadlock the main thread it interrupted.
+    """
+
+    def __init__(self) -> None:
+        #: Something needs the loop's attention: a stop, a checkpoint or a progress line.
+        self.pending = False
+        #: Why the run must stop ("SIGTERM", "SIGINT", "max-runtime", ...), None to go on.
+        self.reason: str | None = None
+        self.checkpoint_due = False
+        self.progress_due = False
+
+    @property
+    def requested(self) -> bool:
+        """True once a stop has been asked for."""
+        return self.reason is not None
+
+    def request(self, reason: str) -> None:
+        """Ask the run to stop after the current item; the first reason given wins."""
+        if self.reason is None:
+            self.reason = reason
+        self.pending = True
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``, waking early on a stop; True if a stop was requested.
+
+        Enumerators that pause (throttling, backoff) use it so a stop is not delayed by
+        their sleep. It polls rather than waiting on an Event because an Event cannot be
+        set safely from a signal handler.
+        """
+        deadline = time.monotonic() + seconds
+        while self.reason is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            time.sleep(min(remaining, 0.05))
+        return self.reason is not None
+
+
+@contextmanager
+def signals_stop(token: StopToken) -> Iterator[None]:
+    """Route SIGTERM and SIGINT to ``token`` for the duration of the block.
+
+    The first SIGTERM or SIGINT asks for a stop after the current item. A second SIGINT
+    (an impatient Ctrl-C) raises :class:`StopNow` in the main thread at once.
+    """
+
+    def first_signal(signum: int, _frame: FrameType | None) -> None:
+        token.request(signal.Signals(signum).name)
+        # From now on SIGINT means "stop now", as in rq and most CLIs.
+        signal.signal(signal.SIGINT, second_sigint)
+
+    def second_sigint(_signum: int, _frame: FrameType | None) -> None:
+        raise StopNow
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, first_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class Ticker:
+    """A daemon thread that raises the token's flags on time.
+
+    Reading the clock per item would cost more than the rest of the loop, so time is
+    watched here instead and the loop only sees a flag.
+    """
+
+    def __init__(
+        self,
+        token: StopToken,
+        *,
+        checkpoint_interval: float,
+        progress_interval: float,
+        max_runtime: float | None,
+    ) -> None:
+        self._token = token
+        self._checkpoint_interval = checkpoint_interval
+        self._progress_interval = progress_interval
+        self._deadline = None if max_runtime is None else time.monotonic() + max_runtime
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="iterctl-ticker", daemon=True)
+
+    def __enter__(self) -> Ticker:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        now = time.monotonic()
+        # Interval 0 means "after every item": the runner does that itself, not the timer.
+        next_checkpoint = now + self._checkpoint_interval if self._checkpoint_interval > 0 else inf
+        next_progress = now + self._progress_interval
+        token = self._token
+        while True:
+            wake = min(next_checkpoint, next_progress)
+            if self._deadline is not None:
+                wake = min(wake, self._deadline)
+            if self._stopped.wait(max(0.0, wake - time.monotonic())):
+                return
+            now = time.monotonic()
+            if self._deadline is not None and now >= self._deadline:
+                token.request("max-runtime")
+                self._deadline = None
+            if now >= next_checkpoint:
+                token.checkpoint_due = True
+                next_checkpoint = now + self._checkpoint_interval
+            if now >= next_progress:
+                token.progress_due = True
+                next_progress = now + self._progress_interval
+            # Set last: the loop clears `pending` before it reads the other flags.
+            token.pending = True

@@ -1,0 +1,157 @@
+"""The checkpoint store interface: one record per job id, a hold, fenced checkpoints.
+
+Every store (SQL through SQLAlchemy, a JSON file, memory for tests) implements
+:class:`Store` and passes the same contract suite in ``tests/stores``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from iterctl.errors import UsageError
+
+
+class Status(StrEnum):
+    """A job id's status, as ``status --json`` shows it (CONTRACT §2)."""
+
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+    SUCCEEDED = "succeeded"
+    CANCELLED = "cancelled"
+
+
+#: Statuses from which a run may carry on.
+RESUMABLE = frozenset({Status.RUNNING, Status.INTERRUPTED, Status.FAILED})
+
+#: Job ids become file names and lock names: keep them to a safe, Kubernetes-friendly set.
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_job_id(job_id: str) -> str:
+    """Refuse a job id that could not be a file name or a Kubernetes name."""
+    if not _JOB_ID.fullmatch(job_id):
+        raise UsageError(
+            f"invalid job id {job_id!r} — use 1 to 128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return job_id
+
+
+def utc_now() -> str:
+    """Now as ISO 8601 in UTC, the form every timestamp in a record takes."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass
+class JobRecord:
+    """Everything a store knows about one job id."""
+
+    job_id: str
+    job: str
+    params: dict[str, str]
+    status: Status = Status.RUNNING
+    #: The cursor as JSON text (None before the first checkpoint).
+    cursor_json: str | None = None
+    processed: int = 0
+    total: int | None = None
+    times_interrupted: int = 0
+    error: str | None = None
+    created_at: str = field(default_factory=utc_now)
+    updated_at: str = field(default_factory=utc_now)
+    #: Who holds the job id now or held it last ("host pid N"), for "held by" messages.
+    holder: str | None = None
+    #: Incremented at every acquisition: a checkpoint carrying an older fence is refused.
+    fence: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``status --json`` object (CONTRACT §2)."""
+        from iterctl.cursor import decode_cursor
+
+        return {
+            "job_id": self.job_id,
+            "job": self.job,
+            "status": self.status.value,
+            "params": self.params,
+            "cursor": decode_cursor(self.cursor_json),
+            "processed": self.processed,
+            "total": self.total,
+            "times_interrupted": self.times_interrupted,
+            "error": self.error,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "holder": self.holder,
+        }
+
+
+@dataclass(frozen=True)
+class Hold:
+    """Proof that this process runs a job id; checkpoints must present it."""
+
+    job_id: str
+    fence: int
+    #: The record as it was when the hold was taken (status before this run, cursor, ...).
+    record: JobRecord
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a checkpoint writes, atomically."""
+
+    cursor_json: str | None
+    processed: int
+    status: Status
+    total: int | None = None
+    error: str | None = None
+
+
+class Store(Protocol):
+    """A place that keeps job records. Implementations must make each call atomic."""
+
+    #: How to name the store in messages; never contains a password.
+    display_name: str
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The record of ``job_id``, or None if there is none."""
+        ...
+
+    def list(self) -> list[JobRecord]:
+        """Every record, oldest first."""
+        ...
+
+    def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
+        """Insert ``record`` unless its job id exists; return the stored one and whether new."""
+        ...
+
+    def acquire(self, job_id: str) -> Hold:
+        """Take the job id for this process, bump its fence and mark it running.
+
+        Raises :class:`~iterctl.errors.JobHeldError` naming the holder when another live
+        process has it. The hold ends with :meth:`release` or with the process.
+        """
+        ...
+
+    def checkpoint(self, hold: Hold, checkpoint: Checkpoint) -> None:
+        """Save progress under ``hold``.
+
+        Raises :class:`~iterctl.errors.LostHoldError` if another process has taken the
+        job id since, and :class:`~iterctl.errors.JobCancelledError` (after saving the
+        cursor and count) if the job was cancelled.
+        """
+        ...
+
+    def release(self, hold: Hold) -> None:
+        """Give the job id back."""
+        ...
+
+    def cancel(self, job_id: str) -> JobRecord:
+        """Mark the job cancelled; a running process notices at its next checkpoint."""
+        ...
+
+    def close(self) -> None:
+        """Release connections and files."""
+        ...
