@@ -55,9 +55,7 @@ class Job:
 
     def each_iteration(self, item: Any) -> None:
         """Process one item. Once it returns, the item's cursor is the job's progress."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must define each_iteration(self, item)"
-        )
+        raise NotImplementedError(f"{type(self).__name__} must define each_iteration(self, item)")
 
     # -- optional ----------------------------------------------------------------------
 

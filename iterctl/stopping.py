@@ -11,13 +11,13 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from math import inf
 from collections.abc import Iterator
 from contextlib import contextmanager
+from math import inf
 from types import FrameType
 
 
-class StopNow(BaseException):  # noqa: N818 - it is a request, not an error
+class StopNow(BaseException):
     """Raised by a second SIGINT to stop in the middle of an item.
 
     It derives from BaseException so that a job's ``except Exception`` cannot swallow it.

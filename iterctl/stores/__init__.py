@@ -1,0 +1,30 @@
+"""Checkpoint stores, chosen by ``--store`` (CONTRACT §2).
+
+Like rq's serializers: one interface (:class:`~iterctl.stores.base.Store`) and one
+function, :func:`open_store`, that turns what the user typed into a store. The SQL store
+is imported only when asked for, so commands that need no database never load SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from iterctl.stores.base import Checkpoint, Hold, JobRecord, Status, Store
+
+DEFAULT_STORE = "sqlite:///iterctl.db"
+
+__all__ = ["DEFAULT_STORE", "Checkpoint", "Hold", "JobRecord", "Status", "Store", "open_store"]
+
+
+def open_store(location: str | None) -> Store:
+    """The store at ``location``: a SQLAlchemy URL or a path ending in ``.json``."""
+    location = location or DEFAULT_STORE
+    if location.endswith(".json") and "://" not in location:
+        from iterctl.stores.json_file import JsonFileStore
+
+        return JsonFileStore(location)
+    if location == "memory://":
+        from iterctl.stores.memory import MemoryStore
+
+        return MemoryStore()
+    from iterctl.stores.sql import SqlStore
+
+    return SqlStore(location)

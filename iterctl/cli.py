@@ -1,0 +1,306 @@
+"""The ``iterctl`` command: parse, call the core, map the outcome to an exit code.
+
+This is the only module that imports typer. Every option can also be set through an
+environment variable ``ITERCTL_<OPTION>``; a flag beats it (CONTRACT §2).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from typing import Annotated, NoReturn
+
+import typer
+
+from iterctl.errors import ExitCode, IterctlError
+from iterctl.params import parse_param_pairs
+from iterctl.runner import (
+    DEFAULT_CHECKPOINT_INTERVAL,
+    DEFAULT_PROGRESS_INTERVAL,
+    Reporter,
+    RunResult,
+    RunSettings,
+)
+from iterctl.stopping import StopToken, signals_stop
+
+app = typer.Typer(
+    name="iterctl",
+    help="Run long batch jobs that stop between two items and resume after the last one done.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+#: Where Kubernetes reads a container's termination message from, by default.
+KUBERNETES_TERMINATION_LOG = "/dev/termination-log"
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar="ITERCTL_STORE",
+        help="SQLAlchemy URL (sqlite:///x.db, postgresql+psycopg://…, mysql+pymysql://…) "
+        "or a path ending in .json. Default: sqlite:///iterctl.db",
+        show_default=False,
+    ),
+]
+CheckpointOption = Annotated[
+    float,
+    typer.Option(
+        "--checkpoint-interval",
+        envvar="ITERCTL_CHECKPOINT_INTERVAL",
+        min=0,
+        help="Seconds between checkpoints; 0 saves after every item. "
+        "A SIGKILL redoes at most this much work.",
+    ),
+]
+MaxRuntimeOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-runtime",
+        envvar="ITERCTL_MAX_RUNTIME",
+        min=0,
+        help="Stop (exit 75, resumable) after this many seconds.",
+    ),
+]
+ProgressOption = Annotated[
+    float,
+    typer.Option(
+        "--progress-interval",
+        envvar="ITERCTL_PROGRESS_INTERVAL",
+        min=0.01,
+        help="Seconds between progress lines when not on a terminal.",
+    ),
+]
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        envvar="ITERCTL_LOG_FORMAT",
+        case_sensitive=False,
+        help="Off a terminal: plain text lines, or one JSON object per line.",
+    ),
+]
+TerminationLogOption = Annotated[
+    str | None,
+    typer.Option(
+        "--termination-log",
+        envvar="ITERCTL_TERMINATION_LOG",
+        help=f"File for a one-line summary at exit. Default: {KUBERNETES_TERMINATION_LOG} "
+        "when it is writable (Kubernetes shows it in `kubectl describe pod`).",
+        show_default=False,
+    ),
+]
+
+
+@app.command()
+def run(
+    job: Annotated[str, typer.Argument(metavar="MODULE:CLASS", help="The Job class to run.")],
+    job_id: Annotated[
+        str | None,
+        typer.Option(
+            "--job-id",
+            envvar="ITERCTL_JOB_ID",
+            help="Id to run under; an existing id of the same job and params resumes it. "
+            "Default: a new id, printed on stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            envvar="ITERCTL_PARAM",
+            help="A job parameter KEY=VALUE; repeat for more.",
+            show_default=False,
+        ),
+    ] = None,
+    store: StoreOption = None,
+    checkpoint_interval: CheckpointOption = DEFAULT_CHECKPOINT_INTERVAL,
+    max_runtime: MaxRuntimeOption = None,
+    progress_interval: ProgressOption = DEFAULT_PROGRESS_INTERVAL,
+    log_format: LogFormatOption = LogFormat.TEXT,
+    termination_log: TerminationLogOption = None,
+) -> None:
+    """Run MODULE:CLASS from the start, or from where the job id stopped."""
+    from iterctl.launch import run_job
+
+    token = StopToken()
+    with signals_stop(token):  # before any job code runs, including its import
+        reporter, bar_interval = _reporter(log_format)
+        result = run_job(
+            job_path=job,
+            job_id=job_id,
+            raw_params=parse_param_pairs(param or []),
+            store_location=store,
+            settings=_settings(checkpoint_interval, bar_interval or progress_interval, max_runtime),
+            token=token,
+            reporter=reporter,
+            announce_id=_announce_id,
+        )
+    _exit_with(result, termination_log)
+
+
+@app.command()
+def resume(
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="The job id to carry on.")],
+    store: StoreOption = None,
+    checkpoint_interval: CheckpointOption = DEFAULT_CHECKPOINT_INTERVAL,
+    max_runtime: MaxRuntimeOption = None,
+    progress_interval: ProgressOption = DEFAULT_PROGRESS_INTERVAL,
+    log_format: LogFormatOption = LogFormat.TEXT,
+    termination_log: TerminationLogOption = None,
+) -> None:
+    """Carry on with JOB_ID after its last completed item, with the params it started with."""
+    from iterctl.launch import resume_job
+
+    token = StopToken()
+    with signals_stop(token):
+        reporter, bar_interval = _reporter(log_format)
+        result = resume_job(
+            job_id=job_id,
+            store_location=store,
+            settings=_settings(checkpoint_interval, bar_interval or progress_interval, max_runtime),
+            token=token,
+            reporter=reporter,
+        )
+    _exit_with(result, termination_log)
+
+
+@app.command()
+def status(
+    job_id: Annotated[
+        str | None, typer.Argument(metavar="[JOB_ID]", help="One job id; default: all.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print JSON (an object for one id, else an array).")
+    ] = False,
+    store: StoreOption = None,
+) -> None:
+    """Show jobs: status, progress, cursor, errors."""
+    from iterctl.launch import get_record
+    from iterctl.stores import open_store
+
+    opened = open_store(store)
+    try:
+        records = [get_record(opened, job_id)] if job_id else opened.list()
+    finally:
+        opened.close()
+    if as_json:
+        shown = records[0].to_json() if job_id else [r.to_json() for r in records]
+        sys.stdout.write(json.dumps(shown, indent=2) + "\n")
+    else:
+        from iterctl.report import print_status_table
+
+        print_status_table(records)
+
+
+@app.command()
+def cancel(
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="The job id to cancel.")],
+    store: StoreOption = None,
+) -> None:
+    """Cancel JOB_ID for good; a running process stops at its next checkpoint (exit 3)."""
+    from iterctl.launch import get_record
+    from iterctl.stores import open_store
+    from iterctl.stores.base import Status
+
+    opened = open_store(store)
+    try:
+        get_record(opened, job_id)
+        record = opened.cancel(job_id)
+    finally:
+        opened.close()
+    if record.status is Status.CANCELLED:
+        _say(f"cancelled job {job_id}; a running process stops at its next checkpoint (exit 3)")
+    else:
+        _say(f"job {job_id} already {record.status.value}; nothing to cancel")
+
+
+# -- helpers ----------------------------------------------------------------------------
+
+
+def _settings(checkpoint: float, progress: float, max_runtime: float | None) -> RunSettings:
+    return RunSettings(
+        checkpoint_interval=checkpoint, progress_interval=progress, max_runtime=max_runtime
+    )
+
+
+def _reporter(log_format: LogFormat) -> tuple[Reporter, float | None]:
+    from iterctl.report import make_reporter
+
+    return make_reporter(log_format.value)
+
+
+def _announce_id(job_id: str) -> None:
+    """The new job id goes to stdout, so `ID=$(iterctl run …)` works."""
+    sys.stdout.write(job_id + "\n")
+    sys.stdout.flush()
+
+
+def _say(message: str) -> None:
+    sys.stderr.write(f"iterctl: {message}\n")
+    sys.stderr.flush()
+
+
+def _exit_with(result: RunResult, termination_log: str | None) -> NoReturn:
+    if result.reason == "already succeeded":
+        from iterctl.report import describe_result
+
+        _say(describe_result(result))
+    _write_termination_message(result, termination_log)
+    raise typer.Exit(int(result.exit_code))
+
+
+def _write_termination_message(result: RunResult, path: str | None) -> None:
+    """A one-line summary where Kubernetes looks, so `kubectl describe` says why it ended."""
+    target = path or KUBERNETES_TERMINATION_LOG
+    if path is None and not os.access(target, os.W_OK):
+        return
+    summary = json.dumps(
+        {
+            "job_id": result.job_id,
+            "outcome": result.outcome.name.lower(),
+            "exit_code": int(result.exit_code),
+            "processed": result.processed,
+            "cursor": result.cursor,
+            "reason": result.reason,
+        }
+    )
+    try:
+        with open(target, "w", encoding="utf-8") as file:
+            file.write(summary + "\n")
+    except OSError as error:
+        _say(f"could not write the termination message to {target}: {error.strerror}")
+
+
+def main() -> NoReturn:
+    """Entry point: one line per error, CONTRACT §3's exit codes, no traceback for bad input."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(sys.argv[1:], prog_name="iterctl", standalone_mode=False)
+    except typer.TyperException as error:  # Typer's usage errors: unknown option, missing argument…
+        message = error.format_message()
+        if "\n" in message:  # `iterctl` alone: the help text itself
+            sys.stderr.write(message + "\n")
+        else:
+            context = getattr(error, "ctx", None)
+            where = context.command_path if context is not None else "iterctl"
+            _say(f"{message} — see `{where} --help`")
+        code = ExitCode.USAGE
+    except typer.Abort:
+        code = ExitCode.RESUMABLE
+    except IterctlError as error:
+        _say(str(error))
+        code = error.exit_code
+    sys.exit(int(code or 0))

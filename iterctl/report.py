@@ -1,0 +1,277 @@
+"""What people and log pipelines see (CONTRACT §5); the only module that imports rich.
+
+On a terminal a run draws a Rich progress bar. Anywhere else (Kubernetes logs, pipes) it
+writes steady lines: no animation, carriage returns or escape codes, one progress line per
+``--progress-interval`` and one line for each start, resume, stop and end, each naming the
+job id; ``--log-format json`` makes each line a JSON object for log pipelines.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from iterctl.cursor import Cursor
+from iterctl.runner import Outcome, RunResult
+from iterctl.stores.base import JobRecord, utc_now
+
+#: How often the bar is fed on a terminal: a few times a second looks live and costs nothing.
+BAR_REFRESH_SECONDS = 0.25
+
+LOG_FORMATS = ("text", "json")
+
+
+def stderr_console() -> Console:
+    return Console(stderr=True)
+
+
+def is_interactive() -> bool:
+    """True when stderr is a terminal a person watches (Rich's own test, env included)."""
+    return stderr_console().is_interactive
+
+
+def _short(cursor: Cursor) -> str:
+    text = json.dumps(cursor)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
+
+
+class Stream(Protocol):
+    """Where lines go: a text file such as sys.stderr, or a console."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+class LineReporter:
+    """Plain log lines (text or JSON), for anything that is not a terminal."""
+
+    def __init__(
+        self,
+        stream: Stream | None = None,
+        *,
+        log_format: str = "text",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._stream: Stream = stream if stream is not None else sys.stderr
+        self._json = log_format == "json"
+        self._clock = clock
+        self._job_id = ""
+        self._job = ""
+        self._start_time = clock()
+        self._start_processed = 0
+
+    def _emit(self, event: str, text: str, **fields: Any) -> None:
+        if self._json:
+            document = {"time": utc_now(), "event": event, "job_id": self._job_id, **fields}
+            line = json.dumps(document, default=str)
+        else:
+            line = f"iterctl: {text}"
+        self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def _rate(self, processed: int) -> float:
+        elapsed = self._clock() - self._start_time
+        return (processed - self._start_processed) / elapsed if elapsed > 0 else 0.0
+
+    def started(self, record: JobRecord, *, resumed: bool, total: int | None) -> None:
+        self._job_id, self._job = record.job_id, record.job
+        self._start_time, self._start_processed = self._clock(), record.processed
+        cursor = json.loads(record.cursor_json) if record.cursor_json else None
+        of_total = "" if total is None else f" of {total:,}"
+        if resumed:
+            text = (
+                f"resumed job {record.job_id} ({record.job}) after {record.processed:,}"
+                f"{of_total} items, cursor {_short(cursor)}"
+            )
+        else:
+            text = f"started job {record.job_id} ({record.job}), {total or 'unknown'} items"
+        self._emit(
+            "resume" if resumed else "start",
+            text,
+            job=record.job,
+            processed=record.processed,
+            total=total,
+            cursor=cursor,
+        )
+
+    def progress(self, processed: int, total: int | None, cursor: Cursor) -> None:
+        rate = self._rate(processed)
+        parts = [f"job {self._job_id}: {processed:,}" + ("" if total is None else f"/{total:,}")]
+        if total:
+            parts.append(f"{100 * processed / total:.1f}%")
+        parts.append(f"{rate:,.1f} items/s")
+        if total and rate > 0 and total > processed:
+            parts.append(f"ETA {_duration((total - processed) / rate)}")
+        parts.append(f"cursor {_short(cursor)}")
+        self._emit(
+            "progress",
+            ", ".join(parts),
+            processed=processed,
+            total=total,
+            rate=round(rate, 3),
+            cursor=cursor,
+        )
+
+    def finished(self, result: RunResult) -> None:
+        self._job_id = self._job_id or result.job_id
+        self._emit(
+            _EVENTS[result.outcome],
+            describe_result(result),
+            outcome=result.outcome.name.lower(),
+            exit_code=int(result.exit_code),
+            processed=result.processed,
+            cursor=result.cursor,
+            reason=result.reason,
+            error=None if result.error is None else str(result.error),
+            rate=round(self._rate(result.processed), 3),
+        )
+
+    def note(self, event: str, text: str, **fields: Any) -> None:
+        """One line for a message outside a run (e.g. "already succeeded")."""
+        self._emit(event, text, **fields)
+
+
+_EVENTS = {
+    Outcome.SUCCEEDED: "end",
+    Outcome.FAILED: "error",
+    Outcome.REFUSED: "error",
+    Outcome.CANCELLED: "end",
+    Outcome.STORE_UNAVAILABLE: "error",
+    Outcome.STOPPED: "stop",
+}
+
+
+def describe_result(result: RunResult) -> str:
+    """One human line saying how a run ended and what to do next."""
+    job_id = result.job_id
+    where = f"{result.processed:,} items done, cursor {_short(result.cursor)}"
+    match result.outcome:
+        case Outcome.SUCCEEDED if result.reason == "already succeeded":
+            return f"job {job_id} already succeeded ({result.processed:,} items); nothing to do"
+        case Outcome.SUCCEEDED:
+            return f"job {job_id} succeeded: {result.processed:,} items"
+        case Outcome.STOPPED:
+            return (
+                f"stopped job {job_id} ({result.reason}): {where} — "
+                f"resume with: iterctl resume {job_id}"
+            )
+        case Outcome.CANCELLED:
+            return f"job {job_id} was cancelled: {where}; it will not run again"
+        case Outcome.FAILED:
+            return (
+                f"job {job_id} failed: {type(result.error).__name__}: {result.error} "
+                f"({where}) — fix it, then: iterctl resume {job_id}"
+            )
+        case _:
+            return f"job {job_id} stopped: {result.error} ({where})"
+
+
+class _RateColumn(ProgressColumn):
+    """Items per second, as Rich estimates it from recent updates."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.speed
+        return Text("" if speed is None else f"{speed:,.0f} items/s", style="progress.data.speed")
+
+
+class BarReporter:
+    """A Rich progress bar with count, total, rate and ETA, then the end line."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self._console = console if console is not None else stderr_console()
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            _RateColumn(),
+            TimeRemainingColumn(),
+            console=self._console,
+            transient=False,
+        )
+        self._task: Any = None
+        self._lines = LineReporter(_ConsoleStream(self._console))
+
+    def started(self, record: JobRecord, *, resumed: bool, total: int | None) -> None:
+        self._lines.started(record, resumed=resumed, total=total)
+        self._task = self._progress.add_task(record.job_id, total=total, completed=record.processed)
+        self._progress.start()
+
+    def progress(self, processed: int, total: int | None, cursor: Cursor) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, completed=processed, total=total)
+
+    def finished(self, result: RunResult) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, completed=result.processed)
+            self._progress.stop()
+        self._lines.finished(result)
+
+    def note(self, event: str, text: str, **fields: Any) -> None:
+        self._lines.note(event, text, **fields)
+
+
+class _ConsoleStream:
+    """A write()/flush() face on a Console, so lines print above a live bar."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def write(self, text: str) -> int:
+        self._console.print(text.rstrip("\n"), markup=False, highlight=False)
+        return len(text)
+
+    def flush(self) -> None:
+        self._console.file.flush()
+
+
+def make_reporter(log_format: str) -> tuple[LineReporter | BarReporter, float | None]:
+    """The reporter for this process, and the progress interval it wants (None: the user's)."""
+    if log_format == "text" and is_interactive():
+        return BarReporter(), BAR_REFRESH_SECONDS
+    return LineReporter(log_format=log_format), None
+
+
+def print_status_table(records: list[JobRecord]) -> None:
+    """``iterctl status`` for people: one row per job id."""
+    console = Console()
+    if not records:
+        console.print("no jobs in this store yet — start one with: iterctl run MODULE:CLASS")
+        return
+    table = Table("job id", "job", "status", "processed", "total", "cursor", "updated (UTC)")
+    for record in records:
+        table.add_row(
+            record.job_id,
+            record.job,
+            record.status.value,
+            f"{record.processed:,}",
+            "" if record.total is None else f"{record.total:,}",
+            _short(json.loads(record.cursor_json) if record.cursor_json else None),
+            record.updated_at[:19].replace("T", " "),
+        )
+    console.print(table)

@@ -1,0 +1,295 @@
+"""The loop: drive a job's enumerator, checkpoint on a timer, stop when asked.
+
+The runner imports neither typer, rich nor :mod:`signal`. It takes a store hold, a stop
+token and a reporter, and returns a :class:`RunResult` that the CLI maps to an exit code.
+
+The per-item path is kept to what a plain ``for`` loop does plus one attribute read
+(``token.pending``): time is watched by the ticker thread, not by reading the clock here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import Enum
+from itertools import chain
+from typing import Any, Protocol
+
+from iterctl.cursor import Cursor, check_cursor, decode_cursor, encode_cursor
+from iterctl.errors import (
+    ExitCode,
+    InvalidCursorError,
+    IterctlError,
+    JobCancelledError,
+    LostHoldError,
+    StoreUnavailableError,
+)
+from iterctl.job import Job
+from iterctl.stopping import StopNow, StopToken, Ticker
+from iterctl.stores.base import Checkpoint, Hold, JobRecord, Status, Store
+
+#: Default seconds between checkpoints: a SIGKILL redoes at most this much work, and at
+#: this pace even an fsync'd SQLite write costs far under 1% of the run.
+DEFAULT_CHECKPOINT_INTERVAL = 5.0
+DEFAULT_PROGRESS_INTERVAL = 10.0
+
+
+class Outcome(Enum):
+    """How a run ended; each maps to one exit code of CONTRACT §3."""
+
+    SUCCEEDED = ExitCode.SUCCEEDED
+    FAILED = ExitCode.JOB_FAILED
+    REFUSED = ExitCode.USAGE
+    CANCELLED = ExitCode.CANCELLED
+    STORE_UNAVAILABLE = ExitCode.STORE_UNAVAILABLE
+    STOPPED = ExitCode.RESUMABLE
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a run paces itself (the CLI's --checkpoint-interval and friends)."""
+
+    checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+    max_runtime: float | None = None
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What the run did; the CLI prints it and exits with ``outcome.value``."""
+
+    job_id: str
+    outcome: Outcome
+    processed: int
+    cursor: Cursor
+    #: Why a stopped run stopped ("SIGTERM", "max-runtime", ...).
+    reason: str | None = None
+    #: The exception behind FAILED (the job's own code) or REFUSED/unavailable (iterctl's).
+    error: BaseException | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode(self.outcome.value)
+
+
+class Reporter(Protocol):
+    """Where the run tells people what it does (a bar on a terminal, log lines elsewhere)."""
+
+    def started(self, record: JobRecord, *, resumed: bool, total: int | None) -> None: ...
+
+    def progress(self, processed: int, total: int | None, cursor: Cursor) -> None: ...
+
+    def finished(self, result: RunResult) -> None: ...
+
+
+_HOW_TO_PAIR = "yield pairs like this: return ((row, row.id) for row in rows)"
+_NOT_A_PAIR = (
+    "{job}.build_enumerator must return (item, cursor) pairs, but it yielded {value!r} — "
+    + _HOW_TO_PAIR
+)
+_NOT_A_PAIR_LATER = (
+    "{job}.build_enumerator must return (item, cursor) pairs, but a later value was not "
+    "one ({error}) — " + _HOW_TO_PAIR
+)
+
+
+class Runner:
+    """One run of one job under one hold. Use :meth:`run` once."""
+
+    def __init__(
+        self,
+        job: Job,
+        store: Store,
+        hold: Hold,
+        *,
+        token: StopToken,
+        reporter: Reporter,
+        settings: RunSettings,
+        first_run: bool,
+    ) -> None:
+        self._job = job
+        self._store = store
+        self._hold = hold
+        self._token = token
+        self._reporter = reporter
+        self._settings = settings
+        self._first_run = first_run
+        self._name = hold.record.job
+        self._every_item = settings.checkpoint_interval <= 0
+        # What the store holds now: a failed checkpoint falls back to it.
+        self._saved_cursor_json = hold.record.cursor_json
+        self._saved_processed = hold.record.processed
+        self._total: int | None = hold.record.total
+
+    # -- the run ----------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        """Process items until done or told to stop; always leave the store consistent."""
+        processed = self._saved_processed
+        cursor = decode_cursor(self._saved_cursor_json)
+        ticker = Ticker(
+            self._token,
+            checkpoint_interval=self._settings.checkpoint_interval,
+            progress_interval=self._settings.progress_interval,
+            max_runtime=self._settings.max_runtime,
+        )
+        try:
+            with ticker:
+                iterator = self._begin(cursor)
+                # The loop body lives here, not in a helper, so the per-item cost stays a
+                # handful of bytecodes: call, two stores, one attribute test.
+                each = self._job.each_iteration
+                token = self._token
+                stop = self._token.requested
+                for item, next_cursor in iterator if not stop else ():
+                    each(item)
+                    cursor = next_cursor
+                    processed += 1
+                    if token.pending and self._attend(cursor, processed):
+                        break
+                else:
+                    if not token.requested:
+                        return self._complete(cursor, processed)
+            return self._stop(cursor, processed, self._token.reason or "stop")
+        except StopNow:
+            return self._stop(cursor, processed, "second SIGINT")
+        except JobCancelledError:
+            return self._finish(Outcome.CANCELLED, cursor, processed)
+        except LostHoldError as error:
+            return self._finish(Outcome.STOPPED, cursor, processed, "lost hold", error)
+        except StoreUnavailableError as error:
+            return self._finish(Outcome.STORE_UNAVAILABLE, cursor, processed, error=error)
+        except IterctlError as error:
+            # A refusal raised by iterctl code the job called (a builder, a cursor check).
+            return self._fail(Outcome.REFUSED, cursor, processed, error)
+        except (TypeError, ValueError) as error:
+            if _is_unpacking_error(error):
+                refusal = InvalidCursorError(_NOT_A_PAIR_LATER.format(job=self._name, error=error))
+                return self._fail(Outcome.REFUSED, cursor, processed, refusal)
+            return self._fail(Outcome.FAILED, cursor, processed, error)
+        except Exception as error:  # noqa: BLE001 - any exception of the job's code is a job failure
+            return self._fail(Outcome.FAILED, cursor, processed, error)
+
+    def _begin(self, cursor: Cursor) -> Iterator[tuple[Any, Cursor]]:
+        """Run the start hook, build the enumerator and check its first pair."""
+        job = self._job
+        if self._first_run:
+            job.on_start()
+        else:
+            job.on_resume()
+        enumerator = job.build_enumerator(cursor)
+        total = job.count()
+        if total is None:
+            total_of = getattr(enumerator, "total", None)
+            total = total_of() if callable(total_of) else None
+        if total is not None:
+            self._total = total
+        self._reporter.started(self._hold.record, resumed=not self._first_run, total=total)
+        iterator = iter(enumerator)
+        first = next(iterator, _END)
+        if first is _END:
+            return iter(())
+        if not isinstance(first, tuple | list) or len(first) != 2:
+            raise InvalidCursorError(_NOT_A_PAIR.format(job=self._name, value=first))
+        check_cursor(first[1], self._name)
+        # chain() is C code: it adds a few nanoseconds per item, a generator would add 30.
+        return chain(((first[0], first[1]),), iterator)
+
+    def _attend(self, cursor: Cursor, processed: int) -> bool:
+        """Handle whatever raised the token's flag; True when the loop must stop."""
+        token = self._token
+        if not self._every_item:
+            token.pending = False  # clear first: the ticker sets its flags before `pending`
+        if token.checkpoint_due or self._every_item:
+            token.checkpoint_due = False
+            self._checkpoint(cursor, processed, Status.RUNNING)
+        if token.progress_due:
+            token.progress_due = False
+            self._reporter.progress(processed, self._total, cursor)
+        return token.reason is not None
+
+    # -- endings ----------------------------------------------------------------------
+
+    def _complete(self, cursor: Cursor, processed: int) -> RunResult:
+        self._job.on_complete()
+        self._checkpoint(cursor, processed, Status.SUCCEEDED)
+        return self._finish(Outcome.SUCCEEDED, cursor, processed)
+
+    def _stop(self, cursor: Cursor, processed: int, reason: str) -> RunResult:
+        try:
+            self._checkpoint(cursor, processed, Status.INTERRUPTED)
+        except JobCancelledError:
+            return self._finish(Outcome.CANCELLED, cursor, processed)
+        except StoreUnavailableError as error:
+            return self._finish(Outcome.STORE_UNAVAILABLE, cursor, processed, error=error)
+        except LostHoldError as error:
+            return self._finish(Outcome.STOPPED, cursor, processed, "lost hold", error)
+        return self._finish(Outcome.STOPPED, cursor, processed, reason)
+
+    def _fail(
+        self, outcome: Outcome, cursor: Cursor, processed: int, error: BaseException
+    ) -> RunResult:
+        """Save the last completed item's cursor with status failed, then run on_error."""
+        message = f"{type(error).__name__}: {error}" if outcome is Outcome.FAILED else str(error)
+        try:
+            self._checkpoint(cursor, processed, Status.FAILED, error=message)
+        except InvalidCursorError:
+            # The newest cursor cannot be stored: keep the last one that could.
+            self._write(self._saved_cursor_json, self._saved_processed, Status.FAILED, message)
+        except (JobCancelledError, LostHoldError, StoreUnavailableError):
+            pass  # the failure is still reported; the store keeps what it had
+        if outcome is Outcome.FAILED:
+            self._job.on_error(error)
+        return self._finish(outcome, cursor, processed, error=error)
+
+    def _finish(
+        self,
+        outcome: Outcome,
+        cursor: Cursor,
+        processed: int,
+        reason: str | None = None,
+        error: BaseException | None = None,
+    ) -> RunResult:
+        if outcome is not Outcome.SUCCEEDED:
+            # What the store holds is the truth a resume starts from: report that.
+            cursor = decode_cursor(self._saved_cursor_json)
+            processed = self._saved_processed
+        try:
+            self._job.on_shutdown()
+        except Exception as hook_error:  # noqa: BLE001 - the hook is the job's code
+            # A hook that raises is a bug in the job: say so, unless something already did.
+            if error is None:
+                outcome, error = Outcome.FAILED, hook_error
+        result = RunResult(self._hold.job_id, outcome, processed, cursor, reason, error)
+        self._reporter.finished(result)
+        return result
+
+    # -- the store --------------------------------------------------------------------
+
+    def _checkpoint(
+        self, cursor: Cursor, processed: int, status: Status, error: str | None = None
+    ) -> None:
+        self._write(encode_cursor(cursor, self._name), processed, status, error)
+
+    def _write(
+        self, cursor_json: str | None, processed: int, status: Status, error: str | None
+    ) -> None:
+        self._store.checkpoint(
+            self._hold,
+            Checkpoint(cursor_json, processed, status, total=self._total, error=error),
+        )
+        self._saved_cursor_json = cursor_json
+        self._saved_processed = processed
+
+
+_END = object()
+
+
+def _is_unpacking_error(error: BaseException) -> bool:
+    """True when ``error`` came from unpacking a yielded value into ``item, cursor``.
+
+    Such an error is raised by the runner's own frame: its traceback has no deeper frame,
+    unlike an error raised inside the job's code.
+    """
+    traceback = error.__traceback__
+    return traceback is not None and traceback.tb_next is None and "unpack" in str(error)

@@ -1,0 +1,209 @@
+"""The JSON file store: every record in one JSON document, replaced atomically.
+
+Writers take an ``flock`` on a sibling ``.lock`` file for the read-modify-write, write a
+temporary file, fsync it and rename it over the store, so a reader or a crash only ever
+sees a whole document.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+from iterctl.errors import (
+    JobCancelledError,
+    LostHoldError,
+    StoreUnavailableError,
+    UsageError,
+)
+from iterctl.stores.base import RESUMABLE, Checkpoint, Hold, JobRecord, Status, utc_now
+from iterctl.stores.file_hold import FileHolds, holder_name
+
+SCHEMA_VERSION = 1
+
+Document = dict[str, Any]
+
+
+class JsonFileStore:
+    """A :class:`~iterctl.stores.base.Store` in one JSON file; fine for one machine."""
+
+    def __init__(self, path: str) -> None:
+        self._path = Path(path)
+        self.display_name = str(self._path)
+        if not self._path.parent.is_dir():
+            raise StoreUnavailableError(
+                f"cannot open the store {self.display_name}: the folder "
+                f"{str(self._path.parent)!r} does not exist — create it or choose another --store"
+            )
+        self._holds = FileHolds(self._path)
+        self._read()  # refuse an unreadable file now, before any work is done
+
+    # -- the document -----------------------------------------------------------------
+
+    def _read(self) -> Document:
+        try:
+            raw = self._path.read_bytes()
+        except FileNotFoundError:
+            return {"iterctl_schema": SCHEMA_VERSION, "jobs": {}}
+        except OSError as error:
+            raise StoreUnavailableError(
+                f"cannot read the store {self.display_name}: {error.strerror}"
+            ) from None
+        try:
+            document = json.loads(raw)
+            if not isinstance(document, dict) or not isinstance(document.get("jobs"), dict):
+                raise ValueError("not an iterctl store")
+        except ValueError as error:
+            raise StoreUnavailableError(
+                f"cannot read the store {self.display_name}: it is not an iterctl JSON store "
+                f"({error}) — point --store at another file"
+            ) from None
+        if document.get("iterctl_schema", 0) > SCHEMA_VERSION:
+            raise StoreUnavailableError(
+                f"the store {self.display_name} was written by a newer iterctl — upgrade iterctl"
+            )
+        return document
+
+    @contextmanager
+    def _update(self) -> Iterator[Document]:
+        """Read, let the caller change, then atomically replace the document."""
+        lock_path = self._path.with_name(self._path.name + ".lock")
+        try:
+            lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as error:
+            raise StoreUnavailableError(
+                f"cannot write the store {self.display_name}: {error.strerror}"
+            ) from None
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            document = self._read()
+            yield document
+            self._write(document)
+        finally:
+            os.close(lock_fd)
+
+    def _write(self, document: Document) -> None:
+        data = json.dumps(document, indent=1, sort_keys=True).encode()
+        fd, temp = tempfile.mkstemp(prefix=self._path.name + ".", dir=self._path.parent)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.replace(temp, self._path)
+        except OSError:
+            os.unlink(temp)
+            raise
+        # Make the rename itself durable.
+        dir_fd = os.open(self._path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    # -- the Store interface ----------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        raw = self._read()["jobs"].get(job_id)
+        return None if raw is None else _record(raw)
+
+    def list(self) -> list[JobRecord]:
+        records = [_record(raw) for raw in self._read()["jobs"].values()]
+        return sorted(records, key=lambda record: (record.created_at, record.job_id))
+
+    def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
+        with self._update() as document:
+            existing = document["jobs"].get(record.job_id)
+            if existing is not None:
+                return _record(existing), False
+            document["jobs"][record.job_id] = _raw(record)
+        return record, True
+
+    def acquire(self, job_id: str) -> Hold:
+        self._holds.take(job_id)
+        try:
+            with self._update() as document:
+                raw = document["jobs"].get(job_id)
+                if raw is None:
+                    raise UsageError(f"unknown job id {job_id!r} in {self.display_name}")
+                before = _record(raw)
+                if before.status not in RESUMABLE:
+                    return Hold(job_id, before.fence, before)
+                crashed = 1 if before.status is Status.RUNNING and before.fence > 0 else 0
+                after = replace(
+                    before,
+                    fence=before.fence + 1,
+                    status=Status.RUNNING,
+                    holder=holder_name(),
+                    times_interrupted=before.times_interrupted + crashed,
+                    updated_at=utc_now(),
+                )
+                document["jobs"][job_id] = _raw(after)
+        except BaseException:
+            self._holds.drop(job_id)
+            raise
+        return Hold(job_id, after.fence, before)
+
+    def checkpoint(self, hold: Hold, checkpoint: Checkpoint) -> None:
+        with self._update() as document:
+            current = _record(document["jobs"][hold.job_id])
+            if current.fence != hold.fence:
+                raise LostHoldError(
+                    f"job {hold.job_id} was taken over by another process; "
+                    "this one stopped without saving"
+                )
+            cancelled = current.status is Status.CANCELLED
+            updated = replace(
+                current,
+                cursor_json=checkpoint.cursor_json,
+                processed=checkpoint.processed,
+                total=current.total if checkpoint.total is None else checkpoint.total,
+                updated_at=utc_now(),
+            )
+            if not cancelled:
+                updated = replace(
+                    updated,
+                    status=checkpoint.status,
+                    error=checkpoint.error,
+                    times_interrupted=current.times_interrupted
+                    + (checkpoint.status is Status.INTERRUPTED),
+                )
+            document["jobs"][hold.job_id] = _raw(updated)
+        if cancelled:
+            raise JobCancelledError(f"job {hold.job_id} was cancelled")
+
+    def release(self, hold: Hold) -> None:
+        self._holds.drop(hold.job_id)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        with self._update() as document:
+            raw = document["jobs"].get(job_id)
+            if raw is None:
+                raise UsageError(f"unknown job id {job_id!r} in {self.display_name}")
+            record = _record(raw)
+            if record.status in RESUMABLE:
+                record = replace(record, status=Status.CANCELLED, updated_at=utc_now())
+                document["jobs"][job_id] = _raw(record)
+        return record
+
+    def close(self) -> None:
+        self._holds.drop_all()
+
+
+def _raw(record: JobRecord) -> dict[str, Any]:
+    raw = asdict(record)
+    raw["status"] = record.status.value
+    return raw
+
+
+def _record(raw: dict[str, Any]) -> JobRecord:
+    return JobRecord(**{**raw, "status": Status(raw["status"])})
