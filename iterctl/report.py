@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -139,6 +140,12 @@ class LineReporter:
 
     def finished(self, result: RunResult) -> None:
         self._job_id = self._job_id or result.job_id
+        # The job's own exception is the one case that shows a traceback (CONTRACT §3).
+        trace = None
+        if result.outcome is Outcome.FAILED and result.error is not None:
+            trace = "".join(traceback.format_exception(result.error))
+            if not self._json:
+                self._stream.write(trace)
         self._emit(
             _EVENTS[result.outcome],
             describe_result(result),
@@ -149,6 +156,7 @@ class LineReporter:
             reason=result.reason,
             error=None if result.error is None else str(result.error),
             rate=round(self._rate(result.processed), 3),
+            **({"traceback": trace} if trace and self._json else {}),
         )
 
     def note(self, event: str, text: str, **fields: Any) -> None:

@@ -140,6 +140,8 @@ class Runner:
                 # handful of bytecodes: call, two stores, one attribute test.
                 each = self._job.each_iteration
                 token = self._token
+                if self._every_item:
+                    token.pending = True  # stays raised: _attend checkpoints after each item
                 stop = self._token.requested
                 for item, next_cursor in iterator if not stop else ():
                     each(item)

@@ -1,0 +1,118 @@
+"""Jobs that the CLI tests run through the real ``iterctl`` process.
+
+This file is copied into each test's working directory and imported from there as
+``testjobs``, the way a user's job module is. Each job writes what it did to a log file
+(``--param log=PATH``), so a test can wait for observable progress instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from iterctl import Job
+
+
+def _append(path: str, line: str) -> None:
+    # One write per line, flushed by close: a SIGKILL can't leave half a line behind.
+    with open(path, "a", encoding="utf-8") as log:
+        log.write(line + "\n")
+
+
+class Numbers(Job):
+    """Items 0..count-1. Logs "item N" after each one. Options: delay, fail_at, fail_once."""
+
+    def build_enumerator(self, cursor: int | None) -> Iterator[tuple[int, int]]:
+        start = 0 if cursor is None else cursor + 1
+        return ((n, n) for n in range(start, int(self.params.get("count", "100"))))
+
+    def count(self) -> int:
+        return int(self.params.get("count", "100"))
+
+    def each_iteration(self, item: int) -> None:
+        if str(item) == self.params.get("fail_at"):
+            marker = Path(self.params["log"] + ".failed")
+            if not (self.params.get("fail_once") and marker.exists()):
+                marker.touch()
+                raise RuntimeError(f"item {item} is broken")
+        time.sleep(float(self.params.get("delay", "0")))
+        _append(self.params["log"], f"item {item}")
+
+
+class SlowItems(Job):
+    """Logs "start N" and "end N" around a sleep of `delay` seconds per item."""
+
+    def build_enumerator(self, cursor: int | None) -> Iterator[tuple[int, int]]:
+        start = 0 if cursor is None else cursor + 1
+        return ((n, n) for n in range(start, int(self.params.get("count", "10"))))
+
+    def each_iteration(self, item: int) -> None:
+        _append(self.params["log"], f"start {item}")
+        time.sleep(float(self.params.get("delay", "0.5")))
+        _append(self.params["log"], f"end {item}")
+
+
+class Hooks(Numbers):
+    """Numbers that also logs every hook call."""
+
+    def on_start(self) -> None:
+        _append(self.params["log"], "hook on_start")
+
+    def on_resume(self) -> None:
+        _append(self.params["log"], "hook on_resume")
+
+    def on_shutdown(self) -> None:
+        _append(self.params["log"], "hook on_shutdown")
+
+    def on_complete(self) -> None:
+        _append(self.params["log"], "hook on_complete")
+
+    def on_error(self, error: BaseException) -> None:
+        _append(self.params["log"], f"hook on_error {error}")
+
+
+class SetCursor(Job):
+    """Yields a cursor that is not a JSON value."""
+
+    def build_enumerator(self, cursor: Any) -> Iterator[tuple[int, Any]]:
+        return iter([(1, {1, 2})])
+
+    def each_iteration(self, item: int) -> None:
+        _append(self.params["log"], f"item {item}")
+
+
+class NotPairs(Job):
+    """Yields bare items instead of (item, cursor) pairs."""
+
+    def build_enumerator(self, cursor: Any) -> Iterator[int]:
+        return iter([1, 2, 3])
+
+    def each_iteration(self, item: int) -> None:
+        _append(self.params["log"], f"item {item}")
+
+
+class TypedParams(BaseModel):
+    count: int
+    ratio: float = 1.0
+
+
+class Typed(Job):
+    """A job with a declared parameter model."""
+
+    Params = TypedParams
+    params: TypedParams
+
+    def build_enumerator(self, cursor: int | None) -> Iterator[tuple[int, int]]:
+        start = 0 if cursor is None else cursor + 1
+        return ((n, n) for n in range(start, self.params.count))
+
+    def each_iteration(self, item: int) -> None:
+        _append(os.environ["TESTJOBS_LOG"], f"item {item} ratio {self.params.ratio}")
+
+
+NOT_A_JOB = 42
