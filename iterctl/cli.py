@@ -14,7 +14,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from iterctl.errors import ExitCode, IterctlError
+from iterctl.errors import ExitCode, IterctlError, NoStoreError
 from iterctl.params import parse_param_pairs
 from iterctl.runner import (
     DEFAULT_CHECKPOINT_INTERVAL,
@@ -188,10 +188,17 @@ def status(
     store: StoreOption = None,
 ) -> None:
     """Show jobs: status, progress, cursor, errors."""
-    from iterctl.launch import get_record
+    from iterctl.launch import get_record, open_store_of
     from iterctl.stores import open_store
+    from iterctl.stores.memory import MemoryStore
 
-    opened = open_store(store)
+    if job_id:
+        opened = open_store_of(job_id, store)
+    else:
+        try:
+            opened = open_store(store, create=False)
+        except NoStoreError:
+            opened = MemoryStore()  # no store yet: no jobs to show
     try:
         records = [get_record(opened, job_id)] if job_id else opened.list()
     finally:
@@ -211,11 +218,10 @@ def cancel(
     store: StoreOption = None,
 ) -> None:
     """Cancel JOB_ID for good; a running process stops at its next checkpoint (exit 3)."""
-    from iterctl.launch import get_record
-    from iterctl.stores import open_store
+    from iterctl.launch import get_record, open_store_of
     from iterctl.stores.base import Status
 
-    opened = open_store(store)
+    opened = open_store_of(job_id, store)
     try:
         get_record(opened, job_id)
         record = opened.cancel(job_id)

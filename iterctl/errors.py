@@ -37,6 +37,10 @@ class UsageError(IterctlError):
     exit_code = ExitCode.USAGE
 
 
+class NoStoreError(UsageError):
+    """A command that only reads found no store where it looked (exit 2)."""
+
+
 class InvalidCursorError(UsageError):
     """An enumerator yielded a cursor that is not a JSON value, or not an (item, cursor) pair."""
 

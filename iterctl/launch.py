@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from iterctl.cursor import decode_cursor
-from iterctl.errors import JobCancelledError, UsageError
+from iterctl.errors import JobCancelledError, NoStoreError, UsageError
 from iterctl.job import Job
 from iterctl.loading import load_job_class
 from iterctl.params import build_params
@@ -59,8 +59,7 @@ def resume_job(
     reporter: Reporter,
 ) -> RunResult:
     """``iterctl resume``: carry on with the job and params recorded for ``job_id``."""
-    check_job_id(job_id)
-    store = open_store(store_location)
+    store = open_store_of(job_id, store_location)
     try:
         record = get_record(store, job_id)
         job_class = load_job_class(record.job)
@@ -68,6 +67,15 @@ def resume_job(
         return _launch(store, record, job_class, params, settings, token, reporter)
     finally:
         store.close()
+
+
+def open_store_of(job_id: str, store_location: str | None) -> Store:
+    """The store that should hold ``job_id``; never creates one just to say it isn't there."""
+    check_job_id(job_id)
+    try:
+        return open_store(store_location, create=False)
+    except NoStoreError as error:
+        raise NoStoreError(f"unknown job id {job_id!r}: {error}") from None
 
 
 def get_record(store: Store, job_id: str) -> JobRecord:

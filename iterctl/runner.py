@@ -155,22 +155,25 @@ class Runner:
             return self._stop(cursor, processed, self._token.reason or "stop")
         except StopNow:
             return self._stop(cursor, processed, "second SIGINT")
-        except JobCancelledError:
+        except Exception as error:  # noqa: BLE001 - sorted out just below
+            return self._ended_by(error, cursor, processed)
+
+    def _ended_by(self, error: Exception, cursor: Cursor, processed: int) -> RunResult:
+        """Map an exception that ended the loop to its outcome."""
+        if isinstance(error, JobCancelledError):
             return self._finish(Outcome.CANCELLED, cursor, processed)
-        except LostHoldError as error:
+        if isinstance(error, LostHoldError):
             return self._finish(Outcome.STOPPED, cursor, processed, "lost hold", error)
-        except StoreUnavailableError as error:
+        if isinstance(error, StoreUnavailableError):
             return self._finish(Outcome.STORE_UNAVAILABLE, cursor, processed, error=error)
-        except IterctlError as error:
+        if isinstance(error, IterctlError):
             # A refusal raised by iterctl code the job called (a builder, a cursor check).
             return self._fail(Outcome.REFUSED, cursor, processed, error)
-        except (TypeError, ValueError) as error:
-            if _is_unpacking_error(error):
-                refusal = InvalidCursorError(_NOT_A_PAIR_LATER.format(job=self._name, error=error))
-                return self._fail(Outcome.REFUSED, cursor, processed, refusal)
-            return self._fail(Outcome.FAILED, cursor, processed, error)
-        except Exception as error:  # noqa: BLE001 - any exception of the job's code is a job failure
-            return self._fail(Outcome.FAILED, cursor, processed, error)
+        if isinstance(error, TypeError | ValueError) and _is_unpacking_error(error):
+            refusal = InvalidCursorError(_NOT_A_PAIR_LATER.format(job=self._name, error=error))
+            return self._fail(Outcome.REFUSED, cursor, processed, refusal)
+        # Anything else came from the job's own code.
+        return self._fail(Outcome.FAILED, cursor, processed, error)
 
     def _begin(self, cursor: Cursor) -> Iterator[tuple[Any, Cursor]]:
         """Run the start hook, build the enumerator and check its first pair."""

@@ -14,8 +14,12 @@ DEFAULT_STORE = "sqlite:///iterctl.db"
 __all__ = ["DEFAULT_STORE", "Checkpoint", "Hold", "JobRecord", "Status", "Store", "open_store"]
 
 
-def open_store(location: str | None) -> Store:
-    """The store at ``location``: a SQLAlchemy URL or a path ending in ``.json``."""
+def open_store(location: str | None, *, create: bool = True) -> Store:
+    """The store at ``location``: a SQLAlchemy URL or a path ending in ``.json``.
+
+    With ``create=False`` (commands that only read or update existing jobs) a missing
+    SQLite file is not created: :class:`~iterctl.errors.NoStoreError` is raised instead.
+    """
     location = location or DEFAULT_STORE
     if location.endswith(".json") and "://" not in location:
         from iterctl.stores.json_file import JsonFileStore
@@ -27,4 +31,4 @@ def open_store(location: str | None) -> Store:
         return MemoryStore()
     from iterctl.stores.sql import SqlStore
 
-    return SqlStore(location)
+    return SqlStore(location, create=create)

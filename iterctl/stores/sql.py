@@ -39,6 +39,7 @@ from iterctl.errors import (
     JobCancelledError,
     JobHeldError,
     LostHoldError,
+    NoStoreError,
     StoreUnavailableError,
     UsageError,
 )
@@ -100,7 +101,7 @@ def _first_line(error: BaseException) -> str:
 class SqlStore:
     """A :class:`~iterctl.stores.base.Store` on any database SQLAlchemy reaches."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
         try:
             parsed = make_url(url)
         except sa_exc.ArgumentError:
@@ -110,6 +111,7 @@ class SqlStore:
             ) from None
         self.display_name = parsed.render_as_string(hide_password=True)
         self._dialect = parsed.get_backend_name()
+        self._create = create
         self._engine = self._create_engine(parsed)
         self._file_holds: FileHolds | None = None
         if self._dialect == "sqlite":
@@ -153,6 +155,11 @@ class SqlStore:
         if database in ("", ":memory:") or database.startswith("file:"):
             return
         path = Path(database)
+        if not self._create and not path.exists():
+            raise NoStoreError(
+                f"there is no store at {database} — no job has run with this --store; "
+                "run iterctl from the folder the job ran in, or pass its --store"
+            )
         if not path.parent.is_dir():
             raise StoreUnavailableError(
                 f"cannot open the store {self.display_name}: the folder {str(path.parent)!r} "

@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,7 +83,7 @@ class Workdir:
             if condition(self.lines()):
                 return
             if process is not None and process.poll() is not None:
-                out, err = process.communicate()
+                _out, err = process.communicate()
                 pytest.fail(f"iterctl exited {process.returncode} too early:\n{err}")
             time.sleep(0.01)
         pytest.fail(f"timed out waiting on the job log; it has {len(self.lines())} lines")
@@ -109,5 +109,5 @@ def stop(process: subprocess.Popen[str], sig: signal.Signals = signal.SIGTERM) -
 
 
 @pytest.fixture
-def workdir(tmp_path: Path) -> Iterator[Workdir]:
-    yield Workdir(tmp_path)
+def workdir(tmp_path: Path) -> Workdir:
+    return Workdir(tmp_path)

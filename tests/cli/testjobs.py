@@ -89,7 +89,7 @@ class SetCursor(Job):
 class NotPairs(Job):
     """Yields bare items instead of (item, cursor) pairs."""
 
-    def build_enumerator(self, cursor: Any) -> Iterator[int]:
+    def build_enumerator(self, cursor: Any) -> Iterator[int]:  # type: ignore[override]  # wrong on purpose
         return iter([1, 2, 3])
 
     def each_iteration(self, item: int) -> None:
