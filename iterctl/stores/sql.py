@@ -342,7 +342,10 @@ class SqlStore:
         # session, so a killed process releases it when its socket closes.
         with self._connect_errors():
             conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            got = conn.execute(self._lock_statement(), {"key": _lock_key(job_id)}).scalar()
+            key = _lock_key(job_id)
+            # GET_LOCK takes a name (64 characters at most), advisory locks a bigint.
+            lock_key = key if self._dialect == "postgresql" else f"iterctl:{key:x}"
+            got = conn.execute(self._lock_statement(), {"key": lock_key}).scalar()
         if got != 1 and got is not True:
             conn.close()
             record = self.get(job_id)
@@ -386,7 +389,7 @@ class SqlStore:
 
 
 def _lock_key(job_id: str) -> int:
-    """A 64-bit lock key: PostgreSQL advisory locks take a bigint, GET_LOCK any text."""
+    """A 64-bit key standing for the job id in the database's lock namespace."""
     digest = hashlib.blake2b(f"iterctl:{job_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
