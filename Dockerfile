@@ -1,7 +1,7 @@
 # iterctl container image: `iterctl` is the entrypoint, the arguments are the command.
 #
 #   docker build -t iterctl .
-#   docker run --rm -v iterctl-data:/data iterctl run jobs_examples.backfill:Backfill --job-id demo
+#   docker run --rm -v iterctl-data:/data iterctl run jobs_examples.count:CountJob --job-id demo
 #
 # Kubernetes manifests that run this image are in deploy/kubernetes/.
 
@@ -23,7 +23,7 @@ WORKDIR /src
 # README.md is read by setuptools as the package's long description.
 COPY pyproject.toml README.md ./
 COPY iterctl/ iterctl/
-# The drivers for both server stores, so one image serves every --store URL.
+# The extras: the drivers for both server stores, so one image serves every --store URL.
 # psycopg[binary] and PyMySQL ship wheels: no compiler or client library is needed.
 # `./[...]` is pip's `.[...]` (this directory with extras), spelled as a path so hadolint
 # sees a local project rather than an unpinned package from the index.
