@@ -136,7 +136,8 @@ def run(
     from iterctl.launch import run_job
 
     token = StopToken()
-    with signals_stop(token):  # before any job code runs, including its import
+    # Before any job code runs, its import included; kept to the end, as we exit after it.
+    with signals_stop(token, restore=False):
         reporter, bar_interval = _reporter(log_format)
         result = run_job(
             job_path=job,
@@ -165,7 +166,7 @@ def resume(
     from iterctl.launch import resume_job
 
     token = StopToken()
-    with signals_stop(token):
+    with signals_stop(token, restore=False):
         reporter, bar_interval = _reporter(log_format)
         result = resume_job(
             job_id=job_id,

@@ -67,11 +67,14 @@ class StopToken:
 
 
 @contextmanager
-def signals_stop(token: StopToken) -> Iterator[None]:
+def signals_stop(token: StopToken, *, restore: bool = True) -> Iterator[None]:
     """Route SIGTERM and SIGINT to ``token`` for the duration of the block.
 
     The first SIGTERM or SIGINT asks for a stop after the current item. A second SIGINT
-    (an impatient Ctrl-C) raises :class:`StopNow` in the main thread at once.
+    (an impatient Ctrl-C) raises :class:`StopNow` in the main thread at once. With
+    ``restore=False`` (a process about to exit) later signals are ignored rather than
+    handed back to Python's defaults, so one more Ctrl-C cannot turn a clean exit 75
+    into a KeyboardInterrupt.
     """
 
     def first_signal(signum: int, _frame: FrameType | None) -> None:
@@ -89,7 +92,7 @@ def signals_stop(token: StopToken) -> Iterator[None]:
         yield
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, handler if restore else signal.SIG_IGN)
 
 
 class Ticker:

@@ -67,6 +67,16 @@ class JobRecord:
     holder: str | None = None
     #: Incremented at every acquisition: a checkpoint carrying an older fence is refused.
     fence: int = 0
+    #: Which part of a partitioned job this record is (0 of 1 for a plain job).
+    partition: int = 0
+    partitions: int = 1
+    #: This partition's bounds from the stored plan, as JSON text (None for a plain job).
+    bounds_json: str | None = None
+
+    @property
+    def hold_name(self) -> str:
+        """The job id, or ``ID@I`` for partition I of a partitioned job."""
+        return hold_name(self.job_id, self.partition)
 
     def to_json(self) -> dict[str, Any]:
         """The ``status --json`` object (CONTRACT §2)."""
@@ -88,14 +98,24 @@ class JobRecord:
         }
 
 
+#: Records of one job id or of a whole store (a name that a method called `list` can't shadow).
+Records = list[JobRecord]
+
+
+def hold_name(job_id: str, partition: int) -> str:
+    """What a hold locks: the job id, or ``ID@I`` for partition I ('@' is not in ids)."""
+    return job_id if partition == 0 else f"{job_id}@{partition}"
+
+
 @dataclass(frozen=True)
 class Hold:
-    """Proof that this process runs a job id; checkpoints must present it."""
+    """Proof that this process runs a job id (or one partition of it); checkpoints show it."""
 
     job_id: str
     fence: int
     #: The record as it was when the hold was taken (status before this run, cursor, ...).
     record: JobRecord
+    partition: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,7 +139,7 @@ class Store(Protocol):
         """The record of ``job_id``, or None if there is none."""
         ...
 
-    def list(self) -> list[JobRecord]:
+    def list(self) -> Records:
         """Every record, oldest first."""
         ...
 
@@ -127,8 +147,25 @@ class Store(Protocol):
         """Insert ``record`` unless its job id exists; return the stored one and whether new."""
         ...
 
-    def acquire(self, job_id: str) -> Hold:
-        """Take the job id for this process, bump its fence and mark it running.
+    def create_partitions(self, records: Records) -> tuple[Records, bool]:
+        """Insert every partition of a job at once, or none if the job id exists.
+
+        Returns the stored partitions (the existing ones when another process won the
+        race to create the job) and whether these were inserted.
+        """
+        ...
+
+    def partitions(self, job_id: str) -> Records:
+        """Every record of ``job_id``, by partition; empty if there is none."""
+        ...
+
+    def claim_all_complete(self, job_id: str) -> bool:
+        """True exactly once per job id: for the caller that finds every partition succeeded
+        and is the first to ask. Decided atomically in the store."""
+        ...
+
+    def acquire(self, job_id: str, partition: int = 0) -> Hold:
+        """Take the job id (or one partition) for this process, bump its fence, mark it running.
 
         Raises :class:`~iterctl.errors.JobHeldError` naming the holder when another live
         process has it. The hold ends with :meth:`release` or with the process.
@@ -149,7 +186,8 @@ class Store(Protocol):
         ...
 
     def cancel(self, job_id: str) -> JobRecord:
-        """Mark the job cancelled; a running process notices at its next checkpoint."""
+        """Mark the job (every partition) cancelled; running processes notice at their next
+        checkpoint. Returns the record of partition 0."""
         ...
 
     def close(self) -> None:

@@ -23,7 +23,16 @@ from iterctl.errors import (
     StoreUnavailableError,
     UsageError,
 )
-from iterctl.stores.base import RESUMABLE, Checkpoint, Hold, JobRecord, Status, utc_now
+from iterctl.stores.base import (
+    RESUMABLE,
+    Checkpoint,
+    Hold,
+    JobRecord,
+    Records,
+    Status,
+    hold_name,
+    utc_now,
+)
 from iterctl.stores.file_hold import FileHolds, holder_name
 
 SCHEMA_VERSION = 1
@@ -116,28 +125,51 @@ class JsonFileStore:
         raw = self._read()["jobs"].get(job_id)
         return None if raw is None else _record(raw)
 
-    def list(self) -> list[JobRecord]:
+    def list(self) -> Records:
         records = [_record(raw) for raw in self._read()["jobs"].values()]
-        return sorted(records, key=lambda record: (record.created_at, record.job_id))
+        return sorted(records, key=lambda r: (r.created_at, r.job_id, r.partition))
+
+    def partitions(self, job_id: str) -> Records:
+        return [record for record in self.list() if record.job_id == job_id]
 
     def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
-        with self._update() as document:
-            existing = document["jobs"].get(record.job_id)
-            if existing is not None:
-                return _record(existing), False
-            document["jobs"][record.job_id] = _raw(record)
-        return record, True
+        stored, created = self.create_partitions([record])
+        return stored[0], created
 
-    def acquire(self, job_id: str) -> Hold:
-        self._holds.take(job_id)
+    def create_partitions(self, records: Records) -> tuple[Records, bool]:
+        with self._update() as document:
+            jobs = document["jobs"]
+            if records[0].job_id in jobs:
+                return self._partitions_in(document, records[0].job_id), False
+            for record in records:
+                _put(document, record)
+        return records, True
+
+    def claim_all_complete(self, job_id: str) -> bool:
+        with self._update() as document:
+            parts = self._partitions_in(document, job_id)
+            first = document["jobs"][job_id]
+            if first.get("all_complete") or any(p.status is not Status.SUCCEEDED for p in parts):
+                return False
+            first["all_complete"] = True
+        return True
+
+    @staticmethod
+    def _partitions_in(document: Document, job_id: str) -> Records:
+        parts = [_record(raw) for raw in document["jobs"].values() if raw["job_id"] == job_id]
+        return sorted(parts, key=lambda record: record.partition)
+
+    def acquire(self, job_id: str, partition: int = 0) -> Hold:
+        name = hold_name(job_id, partition)
+        self._holds.take(name)
         try:
             with self._update() as document:
-                raw = document["jobs"].get(job_id)
+                raw = document["jobs"].get(name)
                 if raw is None:
-                    raise UsageError(f"unknown job id {job_id!r} in {self.display_name}")
+                    raise UsageError(f"unknown job id {name!r} in {self.display_name}")
                 before = _record(raw)
                 if before.status not in RESUMABLE:
-                    return Hold(job_id, before.fence, before)
+                    return Hold(job_id, before.fence, before, partition)
                 crashed = 1 if before.status is Status.RUNNING and before.fence > 0 else 0
                 after = replace(
                     before,
@@ -147,15 +179,16 @@ class JsonFileStore:
                     times_interrupted=before.times_interrupted + crashed,
                     updated_at=utc_now(),
                 )
-                document["jobs"][job_id] = _raw(after)
+                _put(document, after)
         except BaseException:
-            self._holds.drop(job_id)
+            self._holds.drop(name)
             raise
-        return Hold(job_id, after.fence, before)
+        return Hold(job_id, after.fence, before, partition)
 
     def checkpoint(self, hold: Hold, checkpoint: Checkpoint) -> None:
+        name = hold_name(hold.job_id, hold.partition)
         with self._update() as document:
-            current = _record(document["jobs"][hold.job_id])
+            current = _record(document["jobs"][name])
             if current.fence != hold.fence:
                 raise LostHoldError(
                     f"job {hold.job_id} was taken over by another process; "
@@ -177,26 +210,32 @@ class JsonFileStore:
                     times_interrupted=current.times_interrupted
                     + (checkpoint.status is Status.INTERRUPTED),
                 )
-            document["jobs"][hold.job_id] = _raw(updated)
+            _put(document, updated)
         if cancelled:
             raise JobCancelledError(f"job {hold.job_id} was cancelled")
 
     def release(self, hold: Hold) -> None:
-        self._holds.drop(hold.job_id)
+        self._holds.drop(hold_name(hold.job_id, hold.partition))
 
     def cancel(self, job_id: str) -> JobRecord:
         with self._update() as document:
-            raw = document["jobs"].get(job_id)
-            if raw is None:
+            parts = self._partitions_in(document, job_id)
+            if not parts:
                 raise UsageError(f"unknown job id {job_id!r} in {self.display_name}")
-            record = _record(raw)
-            if record.status in RESUMABLE:
-                record = replace(record, status=Status.CANCELLED, updated_at=utc_now())
-                document["jobs"][job_id] = _raw(record)
-        return record
+            for record in parts:
+                if record.status in RESUMABLE:
+                    cancelled = replace(record, status=Status.CANCELLED, updated_at=utc_now())
+                    _put(document, cancelled)
+            return _record(document["jobs"][job_id])
 
     def close(self) -> None:
         self._holds.drop_all()
+
+
+def _put(document: Document, record: JobRecord) -> None:
+    """Store ``record``, keeping keys it has no field for (``all_complete`` on partition 0)."""
+    jobs = document["jobs"]
+    jobs[record.hold_name] = {**jobs.get(record.hold_name, {}), **_raw(record)}
 
 
 def _raw(record: JobRecord) -> dict[str, Any]:
@@ -205,5 +244,9 @@ def _raw(record: JobRecord) -> dict[str, Any]:
     return raw
 
 
+_FIELDS = frozenset(JobRecord.__dataclass_fields__)
+
+
 def _record(raw: dict[str, Any]) -> JobRecord:
-    return JobRecord(**{**raw, "status": Status(raw["status"])})
+    known = {key: value for key, value in raw.items() if key in _FIELDS}
+    return JobRecord(**{**known, "status": Status(raw["status"])})

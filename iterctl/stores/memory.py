@@ -6,7 +6,16 @@ import threading
 from dataclasses import replace
 
 from iterctl.errors import JobCancelledError, JobHeldError, LostHoldError, UsageError
-from iterctl.stores.base import RESUMABLE, Checkpoint, Hold, JobRecord, Status, utc_now
+from iterctl.stores.base import (
+    RESUMABLE,
+    Checkpoint,
+    Hold,
+    JobRecord,
+    Records,
+    Status,
+    hold_name,
+    utc_now,
+)
 from iterctl.stores.file_hold import holder_name
 
 
@@ -18,35 +27,56 @@ class MemoryStore:
     def __init__(self) -> None:
         self._records: dict[str, JobRecord] = {}
         self._held: set[str] = set()
+        self._all_complete: set[str] = set()
         self._lock = threading.Lock()
 
     def get(self, job_id: str) -> JobRecord | None:
         with self._lock:
             return self._records.get(job_id)
 
-    def list(self) -> list[JobRecord]:
+    def list(self) -> Records:
         with self._lock:
-            return sorted(self._records.values(), key=lambda r: (r.created_at, r.job_id))
+            return sorted(
+                self._records.values(), key=lambda r: (r.created_at, r.job_id, r.partition)
+            )
+
+    def partitions(self, job_id: str) -> Records:
+        return [record for record in self.list() if record.job_id == job_id]
 
     def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
-        with self._lock:
-            existing = self._records.get(record.job_id)
-            if existing is not None:
-                return existing, False
-            self._records[record.job_id] = record
-            return record, True
+        stored, created = self.create_partitions([record])
+        return stored[0], created
 
-    def acquire(self, job_id: str) -> Hold:
+    def create_partitions(self, records: Records) -> tuple[Records, bool]:
         with self._lock:
-            before = self._records.get(job_id)
+            if records[0].job_id in self._records:
+                job_id = records[0].job_id
+                existing = [r for r in self._records.values() if r.job_id == job_id]
+                return sorted(existing, key=lambda r: r.partition), False
+            for record in records:
+                self._records[record.hold_name] = record
+            return records, True
+
+    def claim_all_complete(self, job_id: str) -> bool:
+        with self._lock:
+            parts = [r for r in self._records.values() if r.job_id == job_id]
+            if job_id in self._all_complete or any(r.status is not Status.SUCCEEDED for r in parts):
+                return False
+            self._all_complete.add(job_id)
+            return True
+
+    def acquire(self, job_id: str, partition: int = 0) -> Hold:
+        name = hold_name(job_id, partition)
+        with self._lock:
+            before = self._records.get(name)
             if before is None:
-                raise UsageError(f"unknown job id {job_id!r} in memory")
-            if job_id in self._held:
-                raise JobHeldError(f"job {job_id} is already running ({before.holder})")
-            self._held.add(job_id)
+                raise UsageError(f"unknown job id {name!r} in memory")
+            if name in self._held:
+                raise JobHeldError(f"job {name} is already running ({before.holder})")
+            self._held.add(name)
             if before.status not in RESUMABLE:
-                return Hold(job_id, before.fence, before)
-            self._records[job_id] = replace(
+                return Hold(job_id, before.fence, before, partition)
+            self._records[name] = replace(
                 before,
                 fence=before.fence + 1,
                 status=Status.RUNNING,
@@ -55,13 +85,14 @@ class MemoryStore:
                 + (before.status is Status.RUNNING and before.fence > 0),
                 updated_at=utc_now(),
             )
-            return Hold(job_id, before.fence + 1, before)
+            return Hold(job_id, before.fence + 1, before, partition)
 
     def checkpoint(self, hold: Hold, checkpoint: Checkpoint) -> None:
+        name = hold_name(hold.job_id, hold.partition)
         with self._lock:
-            current = self._records[hold.job_id]
+            current = self._records[name]
             if current.fence != hold.fence:
-                raise LostHoldError(f"job {hold.job_id} was taken over by another process")
+                raise LostHoldError(f"job {name} was taken over by another process")
             cancelled = current.status is Status.CANCELLED
             updated = replace(
                 current,
@@ -78,23 +109,25 @@ class MemoryStore:
                     times_interrupted=current.times_interrupted
                     + (checkpoint.status is Status.INTERRUPTED),
                 )
-            self._records[hold.job_id] = updated
+            self._records[name] = updated
         if cancelled:
-            raise JobCancelledError(f"job {hold.job_id} was cancelled")
+            raise JobCancelledError(f"job {name} was cancelled")
 
     def release(self, hold: Hold) -> None:
         with self._lock:
-            self._held.discard(hold.job_id)
+            self._held.discard(hold_name(hold.job_id, hold.partition))
 
     def cancel(self, job_id: str) -> JobRecord:
         with self._lock:
-            record = self._records.get(job_id)
-            if record is None:
+            parts = [r for r in self._records.values() if r.job_id == job_id]
+            if not parts:
                 raise UsageError(f"unknown job id {job_id!r} in memory")
-            if record.status in RESUMABLE:
-                record = replace(record, status=Status.CANCELLED, updated_at=utc_now())
-                self._records[job_id] = record
-            return record
+            for record in parts:
+                if record.status in RESUMABLE:
+                    self._records[record.hold_name] = replace(
+                        record, status=Status.CANCELLED, updated_at=utc_now()
+                    )
+            return self._records[job_id]
 
     def close(self) -> None:
         with self._lock:

@@ -27,6 +27,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     insert,
     select,
     text,
@@ -48,13 +49,15 @@ from iterctl.stores.base import (
     Checkpoint,
     Hold,
     JobRecord,
+    Records,
     Status,
+    hold_name,
     utc_now,
 )
 from iterctl.stores.file_hold import FileHolds, holder_name
 
 #: Bumped whenever the tables change; a store written by a newer iterctl is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 metadata = MetaData()
 
@@ -77,7 +80,19 @@ jobs_table = Table(
     Column("updated_at", String(40), nullable=False),
     Column("holder", String(300)),
     Column("fence", BigInteger, nullable=False),
+    # Since schema 2: a partition's bounds from the job's plan, and on partition 0 whether
+    # on_all_complete has been claimed by the partition that finished last.
+    Column("bounds", Text),
+    Column("all_complete", Integer, nullable=False, default=0),
 )
+
+#: How to bring a store from schema version N to N + 1.
+_MIGRATIONS = {
+    1: [
+        "ALTER TABLE iterctl_jobs ADD COLUMN bounds TEXT",
+        "ALTER TABLE iterctl_jobs ADD COLUMN all_complete INTEGER NOT NULL DEFAULT 0",
+    ],
+}
 
 schema_table = Table(
     "iterctl_schema",
@@ -201,7 +216,22 @@ class SqlStore:
                     f"the store {self.display_name} was written by a newer iterctl "
                     f"(schema {version}, this one knows {SCHEMA_VERSION}) — upgrade iterctl"
                 )
+            if version < SCHEMA_VERSION:
+                self._migrate(conn, version)
             conn.rollback()
+
+    def _migrate(self, conn: Connection, version: int) -> None:
+        """Upgrade the tables in place, one version at a time, each step in a transaction."""
+        conn.rollback()
+        while version < SCHEMA_VERSION:
+            # Lock the version row so that two processes never run the same step.
+            current = conn.execute(select(schema_table.c.version).with_for_update()).scalar_one()
+            if current == version:
+                for statement in _MIGRATIONS[version]:
+                    conn.execute(text(statement))
+                conn.execute(update(schema_table).values(version=version + 1))
+            conn.commit()
+            version = max(current, version + 1)
 
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
@@ -222,44 +252,75 @@ class SqlStore:
             row = conn.execute(_by_id(job_id)).mappings().first()
         return None if row is None else _record(row)
 
-    def list(self) -> list[JobRecord]:
-        query = select(jobs_table).order_by(jobs_table.c.created_at, jobs_table.c.job_id)
+    def list(self) -> Records:
+        query = select(jobs_table).order_by(
+            jobs_table.c.created_at, jobs_table.c.job_id, jobs_table.c.partition_index
+        )
         with self._connect() as conn:
             return [_record(row) for row in conn.execute(query).mappings()]
 
-    # -- writing ----------------------------------------------------------------------
+    def partitions(self, job_id: str) -> Records:
+        query = (
+            select(jobs_table)
+            .where(jobs_table.c.job_id == job_id)
+            .order_by(jobs_table.c.partition_index)
+        )
+        with self._connect() as conn:
+            return [_record(row) for row in conn.execute(query).mappings()]
 
     def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
-        values = _row(record)
+        stored, created = self.create_partitions([record])
+        return stored[0], created
+
+    def create_partitions(self, records: Records) -> tuple[Records, bool]:
         with self._connect() as conn:
             try:
-                conn.execute(
-                    insert(jobs_table).values({**values, "partition_index": 0, "partitions": 1})
-                )
+                conn.execute(insert(jobs_table), [_row(record) for record in records])
                 conn.commit()
             except sa_exc.IntegrityError:
-                conn.rollback()
-                existing = conn.execute(_by_id(record.job_id)).mappings().one()
-                return _record(existing), False
-        return record, True
+                conn.rollback()  # another process created this job id first: use theirs
+                return self.partitions(records[0].job_id), False
+        return records, True
 
-    def acquire(self, job_id: str) -> Hold:
-        self._take_lock(job_id)
+    def claim_all_complete(self, job_id: str) -> bool:
+        # MySQL cannot read the table an UPDATE writes except through a derived table,
+        # hence the count over a subquery rather than a plain NOT EXISTS.
+        unfinished = (
+            select(jobs_table.c.partition_index)
+            .where(
+                jobs_table.c.job_id == job_id,
+                jobs_table.c.status != Status.SUCCEEDED.value,
+            )
+            .subquery()
+        )
+        none_unfinished = select(func.count()).select_from(unfinished).scalar_subquery() == 0
+        with self._connect() as conn:
+            result = conn.execute(
+                update(jobs_table)
+                .where(_matches(job_id, 0), jobs_table.c.all_complete == 0, none_unfinished)
+                .values(all_complete=1)
+            )
+            conn.commit()
+        return result.rowcount == 1
+
+    def acquire(self, job_id: str, partition: int = 0) -> Hold:
+        name = hold_name(job_id, partition)
+        self._take_lock(name)
         try:
             with self._connect() as conn:
-                row = conn.execute(_by_id(job_id)).mappings().first()
+                row = conn.execute(_by_id(job_id, partition)).mappings().first()
                 if row is None:
-                    raise UsageError(f"unknown job id {job_id!r} in {self.display_name}")
+                    raise UsageError(f"unknown job id {name!r} in {self.display_name}")
                 before = _record(row)
                 if before.status not in RESUMABLE:
                     conn.rollback()
-                    return Hold(job_id, before.fence, before)
+                    return Hold(job_id, before.fence, before, partition)
                 # A record still marked running after a run began was left by a process
                 # that died: count that as an interruption.
                 crashed = 1 if before.status is Status.RUNNING and before.fence > 0 else 0
                 result = conn.execute(
                     update(jobs_table)
-                    .where(_matches(job_id), jobs_table.c.fence == before.fence)
+                    .where(_matches(job_id, partition), jobs_table.c.fence == before.fence)
                     .values(
                         fence=before.fence + 1,
                         status=Status.RUNNING.value,
@@ -272,9 +333,9 @@ class SqlStore:
                     raise LostHoldError(f"job {job_id} was taken over while starting — retry")
                 conn.commit()
         except BaseException:
-            self._drop_lock(job_id)
+            self._drop_lock(name)
             raise
-        return Hold(job_id, before.fence + 1, before)
+        return Hold(job_id, before.fence + 1, before, partition)
 
     def checkpoint(self, hold: Hold, checkpoint: Checkpoint) -> None:
         progress: dict[str, Any] = {
@@ -284,7 +345,7 @@ class SqlStore:
         }
         if checkpoint.total is not None:
             progress["total"] = checkpoint.total
-        fenced = (_matches(hold.job_id), jobs_table.c.fence == hold.fence)
+        fenced = (_matches(hold.job_id, hold.partition), jobs_table.c.fence == hold.fence)
         with self._connect() as conn:
             result = conn.execute(
                 update(jobs_table)
@@ -295,7 +356,9 @@ class SqlStore:
                 conn.commit()
                 return
             # Either the job was cancelled or another process took it over: find out which.
-            fence = conn.execute(select(jobs_table.c.fence).where(_matches(hold.job_id))).scalar()
+            fence = conn.execute(
+                select(jobs_table.c.fence).where(_matches(hold.job_id, hold.partition))
+            ).scalar()
             if fence != hold.fence:
                 conn.rollback()
                 raise LostHoldError(
@@ -307,14 +370,14 @@ class SqlStore:
         raise JobCancelledError(f"job {hold.job_id} was cancelled")
 
     def release(self, hold: Hold) -> None:
-        self._drop_lock(hold.job_id)
+        self._drop_lock(hold_name(hold.job_id, hold.partition))
 
     def cancel(self, job_id: str) -> JobRecord:
         with self._connect() as conn:
             conn.execute(
                 update(jobs_table)
                 .where(
-                    _matches(job_id),
+                    jobs_table.c.job_id == job_id,
                     jobs_table.c.status.in_([status.value for status in RESUMABLE]),
                 )
                 .values(status=Status.CANCELLED.value, updated_at=utc_now())
@@ -403,12 +466,12 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _matches(job_id: str) -> Any:
-    return (jobs_table.c.job_id == job_id) & (jobs_table.c.partition_index == 0)
+def _matches(job_id: str, partition: int = 0) -> Any:
+    return (jobs_table.c.job_id == job_id) & (jobs_table.c.partition_index == partition)
 
 
-def _by_id(job_id: str) -> Any:
-    return select(jobs_table).where(_matches(job_id))
+def _by_id(job_id: str, partition: int = 0) -> Any:
+    return select(jobs_table).where(_matches(job_id, partition))
 
 
 def _status_change(checkpoint: Checkpoint) -> dict[str, Any]:
@@ -433,6 +496,10 @@ def _row(record: JobRecord) -> dict[str, Any]:
         "updated_at": record.updated_at,
         "holder": record.holder,
         "fence": record.fence,
+        "partition_index": record.partition,
+        "partitions": record.partitions,
+        "bounds": record.bounds_json,
+        "all_complete": 0,
     }
 
 
@@ -451,4 +518,7 @@ def _record(row: Any) -> JobRecord:
         updated_at=row["updated_at"],
         holder=row["holder"],
         fence=row["fence"],
+        partition=row["partition_index"],
+        partitions=row["partitions"],
+        bounds_json=row["bounds"],
     )
