@@ -146,7 +146,8 @@ MAX_GAP = 3 * TOTAL // (2 * DISRUPTIONS)
 
 def test_sigterm_only_every_item_exactly_once(tmp_path: Path) -> None:
     """Dozens of SIGTERMs at random points: each exit is 75, podFailurePolicy ignores it
-    (no failure counted), and across all restarts every item is done exactly once."""
+    (no failure counted), and across all restarts every item is done exactly once. The
+    same Job applied again afterwards completes at once without redoing anything."""
     pod = make_pod(tmp_path, total=str(TOTAL), delay=DELAY)
     run = pod.kubelet.run_job(random_stops(7, DISRUPTIONS, max_gap=MAX_GAP))
 
@@ -160,6 +161,10 @@ def test_sigterm_only_every_item_exactly_once(tmp_path: Path) -> None:
     status = pod.status()
     assert (status["status"], status["processed"]) == ("succeeded", TOTAL)
     assert status["times_interrupted"] == len(stopped)
+    # Re-applying the finished Job (same name, same command): done at once, no item redone.
+    again = pod.kubelet.run_job()
+    assert [(a.exit_code, a.verdict) for a in again.attempts] == [(0, Verdict.COMPLETE)]
+    assert len(pod.items()) == TOTAL
 
 
 @pytest.mark.parametrize(
