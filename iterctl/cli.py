@@ -101,6 +101,17 @@ TerminationLogOption = Annotated[
         show_default=False,
     ),
 ]
+PartitionOption = Annotated[
+    int | None,
+    typer.Option(
+        "--partition",
+        # A Kubernetes Indexed Job gives each pod its index in JOB_COMPLETION_INDEX.
+        envvar=["ITERCTL_PARTITION", "JOB_COMPLETION_INDEX"],
+        min=0,
+        help="Which partition this process runs (0 to N-1). Default: $JOB_COMPLETION_INDEX.",
+        show_default=False,
+    ),
+]
 
 
 @app.command()
@@ -131,6 +142,17 @@ def run(
     progress_interval: ProgressOption = DEFAULT_PROGRESS_INTERVAL,
     log_format: LogFormatOption = LogFormat.TEXT,
     termination_log: TerminationLogOption = None,
+    partitions: Annotated[
+        int,
+        typer.Option(
+            "--partitions",
+            envvar="ITERCTL_PARTITIONS",
+            min=1,
+            help="Split the job into N partitions, each run by its own process; the split "
+            "is computed once, when the job id is created.",
+        ),
+    ] = 1,
+    partition: PartitionOption = None,
 ) -> None:
     """Run MODULE:CLASS from the start, or from where the job id stopped."""
     from iterctl.launch import run_job
@@ -148,6 +170,8 @@ def run(
             token=token,
             reporter=reporter,
             announce_id=_announce_id,
+            partitions=partitions,
+            partition=partition,
         )
     _exit_with(result, termination_log)
 
@@ -161,6 +185,7 @@ def resume(
     progress_interval: ProgressOption = DEFAULT_PROGRESS_INTERVAL,
     log_format: LogFormatOption = LogFormat.TEXT,
     termination_log: TerminationLogOption = None,
+    partition: PartitionOption = None,
 ) -> None:
     """Carry on with JOB_ID after its last completed item, with the params it started with."""
     from iterctl.launch import resume_job
@@ -174,6 +199,7 @@ def resume(
             settings=_settings(checkpoint_interval, bar_interval or progress_interval, max_runtime),
             token=token,
             reporter=reporter,
+            partition=partition,
         )
     _exit_with(result, termination_log)
 
@@ -190,6 +216,7 @@ def status(
 ) -> None:
     """Show jobs: status, progress, cursor, errors."""
     from iterctl.launch import get_record, open_store_of
+    from iterctl.overview import group_by_job, job_overview
     from iterctl.stores import open_store
     from iterctl.stores.memory import MemoryStore
 
@@ -201,16 +228,19 @@ def status(
         except NoStoreError:
             opened = MemoryStore()  # no store yet: no jobs to show
     try:
-        records = [get_record(opened, job_id)] if job_id else opened.list()
+        if job_id:
+            get_record(opened, job_id)
+            jobs = [job_overview(opened.partitions(job_id))]
+        else:
+            jobs = [job_overview(group) for group in group_by_job(opened.list())]
     finally:
         opened.close()
     if as_json:
-        shown = records[0].to_json() if job_id else [r.to_json() for r in records]
-        sys.stdout.write(json.dumps(shown, indent=2) + "\n")
+        sys.stdout.write(json.dumps(jobs[0] if job_id else jobs, indent=2) + "\n")
     else:
         from iterctl.report import print_status_table
 
-        print_status_table(records)
+        print_status_table(jobs)
 
 
 @app.command()

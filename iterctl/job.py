@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from iterctl.cursor import Cursor
+from iterctl.errors import UsageError
 from iterctl.stopping import StopToken
+
+
+@dataclass(frozen=True)
+class Partition:
+    """Which part of a partitioned job this process runs (``--partitions N``)."""
+
+    index: int
+    count: int
+    #: This partition's bounds, as the job's stored plan gave them (a JSON value).
+    bounds: Cursor
 
 
 class Job:
@@ -37,12 +49,15 @@ class Job:
         *,
         job_id: str = "",
         stop_token: StopToken | None = None,
+        partition: Partition | None = None,
     ) -> None:
         self.params: Any = {} if params is None else params
         #: The id this run works under; useful in logs and for idempotency keys.
         self.job_id = job_id
         #: Raised when the run should stop; enumerators that sleep should ``wait`` on it.
         self.stop_token = stop_token if stop_token is not None else StopToken()
+        #: Set when the job runs as one of several partitions; None otherwise.
+        self.partition = partition
 
     # -- what every job implements ------------------------------------------------------
 
@@ -77,3 +92,33 @@ class Job:
 
     def on_error(self, error: BaseException) -> None:
         """Called when the job's code raised ``error``; the job is then marked failed."""
+
+    def on_all_complete(self) -> None:
+        """Called once per job id, by the process whose success completes the whole job:
+        the last partition to finish (or the only one). At most once, even if it raises."""
+
+    # -- partitions ---------------------------------------------------------------------
+
+    def partition_plan(self, count: int) -> list[Cursor]:
+        """The bounds of each of ``count`` partitions, computed once when the job starts.
+
+        By default the enumerator splits itself: ``build_enumerator(None)`` must return an
+        object with ``split(count)`` (the bounds) and ``within(bounds)`` (the enumerator
+        restricted to them), as iterctl's builders do. Override this to split a custom
+        enumerator; ``build_enumerator`` then reads ``self.partition.bounds`` itself.
+        """
+        enumerator = self.build_enumerator(None)
+        split = getattr(enumerator, "split", None)
+        if not callable(split) or not callable(getattr(enumerator, "within", None)):
+            raise UsageError(
+                f"{type(self).__name__} cannot be split into partitions: its enumerator has "
+                "no split()/within() — build it with an iterctl builder, or define "
+                "partition_plan(count) and read self.partition.bounds in build_enumerator"
+            )
+        bounds: list[Cursor] = split(count)
+        return bounds
+
+    @classmethod
+    def splits_itself(cls) -> bool:
+        """True when the job overrides :meth:`partition_plan` and so applies its own bounds."""
+        return cls.partition_plan is not Job.partition_plan

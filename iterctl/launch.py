@@ -10,9 +10,9 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from iterctl.cursor import decode_cursor
+from iterctl.cursor import decode_cursor, encode_cursor
 from iterctl.errors import JobCancelledError, NoStoreError, UsageError
-from iterctl.job import Job
+from iterctl.job import Job, Partition
 from iterctl.loading import load_job_class
 from iterctl.params import build_params
 from iterctl.runner import Outcome, Reporter, Runner, RunResult, RunSettings
@@ -31,10 +31,17 @@ def run_job(
     token: StopToken,
     reporter: Reporter,
     announce_id: Callable[[str], None],
+    partitions: int = 1,
+    partition: int | None = None,
 ) -> RunResult:
-    """``iterctl run``: start a new job id, or carry on with an existing one."""
+    """``iterctl run``: start a new job id, or carry on with an existing one.
+
+    With ``partitions`` > 1 this process runs partition ``partition`` of the job; the
+    first process to create the job id computes and stores the plan for all of them.
+    """
     if job_id is not None:
         check_job_id(job_id)
+    index = _check_partition_index(partition, partitions)
     job_class = load_job_class(job_path)
     params = build_params(job_class, raw_params)
     store = open_store(store_location)
@@ -42,10 +49,24 @@ def run_job(
         if job_id is None:
             job_id = f"{job_class.__name__.lower()}-{secrets.token_hex(4)}"
             announce_id(job_id)
-        record, created = store.create(JobRecord(job_id, job_path, dict(raw_params)))
-        if not created:
-            _check_same_job(record, job_path, raw_params)
-        return _launch(store, record, job_class, params, settings, token, reporter)
+        records = store.partitions(job_id)
+        if not records:
+            planned = _plan(job_class(params, job_id=job_id, stop_token=token), partitions)
+            new = [
+                JobRecord(
+                    job_id,
+                    job_path,
+                    dict(raw_params),
+                    partition=i,
+                    partitions=partitions,
+                    bounds_json=bounds,
+                )
+                for i, bounds in enumerate(planned)
+            ]
+            records, _created = store.create_partitions(new)
+        _check_same_job(records[0], job_path, raw_params)
+        _check_same_plan(records, partitions)
+        return _launch(store, records[index], job_class, params, settings, token, reporter)
     finally:
         store.close()
 
@@ -57,11 +78,20 @@ def resume_job(
     settings: RunSettings,
     token: StopToken,
     reporter: Reporter,
+    partition: int | None = None,
 ) -> RunResult:
     """``iterctl resume``: carry on with the job and params recorded for ``job_id``."""
     store = open_store_of(job_id, store_location)
     try:
-        record = get_record(store, job_id)
+        records = store.partitions(job_id)
+        if not records:
+            get_record(store, job_id)  # raises: unknown job id
+        if records[0].partitions > 1 and partition is None:
+            raise UsageError(
+                f"job {job_id} runs as {records[0].partitions} partitions — "
+                f"give the one to resume with --partition I (0 to {records[0].partitions - 1})"
+            )
+        record = records[_check_partition_index(partition, records[0].partitions)]
         job_class = load_job_class(record.job)
         params = build_params(job_class, record.params)
         return _launch(store, record, job_class, params, settings, token, reporter)
@@ -105,6 +135,47 @@ def _check_same_job(record: JobRecord, job_path: str, raw_params: dict[str, str]
         )
 
 
+def _check_partition_index(partition: int | None, partitions: int) -> int:
+    if partitions < 1:
+        raise UsageError(f"--partitions must be at least 1, not {partitions}")
+    index = 0 if partition is None else partition
+    if partitions > 1 and partition is None:
+        raise UsageError(
+            f"which of the {partitions} partitions should this process run? — give "
+            "--partition I, or run it as a Kubernetes Indexed Job (JOB_COMPLETION_INDEX)"
+        )
+    if not 0 <= index < partitions:
+        raise UsageError(
+            f"partition {index} does not exist: a job of {partitions} partitions has "
+            f"partitions 0 to {partitions - 1}"
+        )
+    return index
+
+
+def _plan(job: Job, partitions: int) -> list[str | None]:
+    """Each partition's bounds as JSON text, computed once, by the process that creates
+    the job id, and stored so that restarts and late pods all see the same split."""
+    if partitions == 1:
+        return [None]
+    bounds = job.partition_plan(partitions)
+    if len(bounds) != partitions:
+        raise UsageError(
+            f"{type(job).__name__}.partition_plan({partitions}) gave {len(bounds)} bounds — "
+            f"it must give exactly one per partition"
+        )
+    return [encode_cursor(bound, f"{type(job).__name__}.partition_plan") for bound in bounds]
+
+
+def _check_same_plan(records: list[JobRecord], partitions: int) -> None:
+    planned = records[0].partitions
+    if planned != partitions:
+        raise UsageError(
+            f"job id {records[0].job_id} was planned as {planned} partition(s), not "
+            f"{partitions}: a job's split is fixed when it starts — run it with "
+            f"--partitions {planned}, or start a new --job-id"
+        )
+
+
 def _launch(
     store: Store,
     record: JobRecord,
@@ -117,8 +188,12 @@ def _launch(
     done = _already_ended(record)
     if done is not None:
         return done
-    job = job_class(params, job_id=record.job_id, stop_token=token)
-    hold = store.acquire(record.job_id)
+    partition = None
+    if record.partitions > 1:
+        bounds = decode_cursor(record.bounds_json)
+        partition = Partition(record.partition, record.partitions, bounds)
+    job = job_class(params, job_id=record.job_id, stop_token=token, partition=partition)
+    hold = store.acquire(record.job_id, record.partition)
     try:
         done = _already_ended(hold.record)  # it may have ended while we took the hold
         if done is not None:
@@ -151,5 +226,6 @@ def _already_ended(record: JobRecord) -> RunResult | None:
             record.processed,
             decode_cursor(record.cursor_json),
             reason="already succeeded",
+            partition=f"{record.partition}/{record.partitions}" if record.partitions > 1 else None,
         )
     return None

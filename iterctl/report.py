@@ -82,13 +82,18 @@ class LineReporter:
         self._json = log_format == "json"
         self._clock = clock
         self._job_id = ""
+        self._label = ""
+        self._partition: int | None = None
         self._job = ""
         self._start_time = clock()
         self._start_processed = 0
 
     def _emit(self, event: str, text: str, **fields: Any) -> None:
         if self._json:
-            document = {"time": utc_now(), "event": event, "job_id": self._job_id, **fields}
+            document: dict[str, Any] = {"time": utc_now(), "event": event, "job_id": self._job_id}
+            if self._partition is not None:
+                document["partition"] = self._partition
+            document.update(fields)
             line = json.dumps(document, default=str)
         else:
             line = f"iterctl: {text}"
@@ -101,16 +106,21 @@ class LineReporter:
 
     def started(self, record: JobRecord, *, resumed: bool, total: int | None) -> None:
         self._job_id, self._job = record.job_id, record.job
+        if record.partitions > 1:
+            self._label = f"{record.job_id} partition {record.partition}/{record.partitions}"
+            self._partition = record.partition
+        else:
+            self._label = record.job_id
         self._start_time, self._start_processed = self._clock(), record.processed
         cursor = json.loads(record.cursor_json) if record.cursor_json else None
         of_total = "" if total is None else f" of {total:,}"
         if resumed:
             text = (
-                f"resumed job {record.job_id} ({record.job}) after {record.processed:,}"
+                f"resumed job {self._label} ({record.job}) after {record.processed:,}"
                 f"{of_total} items, cursor {_short(cursor)}"
             )
         else:
-            text = f"started job {record.job_id} ({record.job}), {total or 'unknown'} items"
+            text = f"started job {self._label} ({record.job}), {total or 'unknown'} items"
         self._emit(
             "resume" if resumed else "start",
             text,
@@ -122,7 +132,7 @@ class LineReporter:
 
     def progress(self, processed: int, total: int | None, cursor: Cursor) -> None:
         rate = self._rate(processed)
-        parts = [f"job {self._job_id}: {processed:,}" + ("" if total is None else f"/{total:,}")]
+        parts = [f"job {self._label}: {processed:,}" + ("" if total is None else f"/{total:,}")]
         if total:
             parts.append(f"{100 * processed / total:.1f}%")
         parts.append(f"{rate:,.1f} items/s")
@@ -177,6 +187,11 @@ _EVENTS = {
 def describe_result(result: RunResult) -> str:
     """One human line saying how a run ended and what to do next."""
     job_id = result.job_id
+    resume = f"iterctl resume {job_id}"
+    if result.partition is not None:
+        index = result.partition.split("/")[0]
+        job_id = f"{job_id} partition {result.partition}"
+        resume += f" --partition {index}"
     where = f"{result.processed:,} items done, cursor {_short(result.cursor)}"
     match result.outcome:
         case Outcome.SUCCEEDED if result.reason == "already succeeded":
@@ -184,16 +199,13 @@ def describe_result(result: RunResult) -> str:
         case Outcome.SUCCEEDED:
             return f"job {job_id} succeeded: {result.processed:,} items"
         case Outcome.STOPPED:
-            return (
-                f"stopped job {job_id} ({result.reason}): {where} — "
-                f"resume with: iterctl resume {job_id}"
-            )
+            return f"stopped job {job_id} ({result.reason}): {where} — resume with: {resume}"
         case Outcome.CANCELLED:
             return f"job {job_id} was cancelled: {where}; it will not run again"
         case Outcome.FAILED:
             return (
                 f"job {job_id} failed: {type(result.error).__name__}: {result.error} "
-                f"({where}) — fix it, then: iterctl resume {job_id}"
+                f"({where}) — fix it, then: {resume}"
             )
         case _:
             return f"job {job_id} stopped: {result.error} ({where})"
@@ -265,21 +277,28 @@ def make_reporter(log_format: str) -> tuple[LineReporter | BarReporter, float | 
     return LineReporter(log_format=log_format), None
 
 
-def print_status_table(records: list[JobRecord]) -> None:
-    """``iterctl status`` for people: one row per job id."""
+def print_status_table(jobs: list[dict[str, Any]]) -> None:
+    """``iterctl status`` for people: a row per job id, and one per partition under it."""
     console = Console()
-    if not records:
+    if not jobs:
         console.print("no jobs in this store yet — start one with: iterctl run MODULE:CLASS")
         return
     table = Table("job id", "job", "status", "processed", "total", "cursor", "updated (UTC)")
-    for record in records:
-        table.add_row(
-            record.job_id,
-            record.job,
-            record.status.value,
-            f"{record.processed:,}",
-            "" if record.total is None else f"{record.total:,}",
-            _short(json.loads(record.cursor_json) if record.cursor_json else None),
-            record.updated_at[:19].replace("T", " "),
-        )
+    for job in jobs:
+        table.add_row(*_status_cells(job, job["job_id"]))
+        for part in job.get("partitions", []):
+            table.add_row(*_status_cells(part, f"  partition {part['partition']}"), style="dim")
     console.print(table)
+
+
+def _status_cells(job: dict[str, Any], name: str) -> list[str]:
+    total = job["total"]
+    return [
+        name,
+        job["job"],
+        job["status"],
+        f"{job['processed']:,}",
+        "" if total is None else f"{total:,}",
+        _short(job["cursor"]),
+        job["updated_at"][:19].replace("T", " "),
+    ]

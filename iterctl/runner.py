@@ -66,6 +66,8 @@ class RunResult:
     reason: str | None = None
     #: The exception behind FAILED (the job's own code) or REFUSED/unavailable (iterctl's).
     error: BaseException | None = None
+    #: "I/N" when the run was partition I of N.
+    partition: str | None = None
 
     @property
     def exit_code(self) -> ExitCode:
@@ -115,6 +117,10 @@ class Runner:
         self._settings = settings
         self._first_run = first_run
         self._name = hold.record.job
+        record = hold.record
+        self._partition_label = (
+            f"{record.partition}/{record.partitions}" if record.partitions > 1 else None
+        )
         self._every_item = settings.checkpoint_interval <= 0
         # What the store holds now: a failed checkpoint falls back to it.
         self._saved_cursor_json = hold.record.cursor_json
@@ -183,7 +189,11 @@ class Runner:
         else:
             job.on_resume()
         enumerator = job.build_enumerator(cursor)
-        total = job.count()
+        partition = job.partition
+        if partition is not None and not job.splits_itself():
+            enumerator = enumerator.within(partition.bounds)  # type: ignore[attr-defined]
+        # A partition's total is its enumerator's; job.count() is the whole job's.
+        total = job.count() if partition is None else None
         if total is None:
             total_of = getattr(enumerator, "total", None)
             total = total_of() if callable(total_of) else None
@@ -218,6 +228,9 @@ class Runner:
     def _complete(self, cursor: Cursor, processed: int) -> RunResult:
         self._job.on_complete()
         self._checkpoint(cursor, processed, Status.SUCCEEDED)
+        # Whoever completes the last partition runs on_all_complete: the store decides.
+        if self._store.claim_all_complete(self._hold.job_id):
+            self._job.on_all_complete()
         return self._finish(Outcome.SUCCEEDED, cursor, processed)
 
     def _stop(self, cursor: Cursor, processed: int, reason: str) -> RunResult:
@@ -265,7 +278,9 @@ class Runner:
             # A hook that raises is a bug in the job: say so, unless something already did.
             if error is None:
                 outcome, error = Outcome.FAILED, hook_error
-        result = RunResult(self._hold.job_id, outcome, processed, cursor, reason, error)
+        result = RunResult(
+            self._hold.job_id, outcome, processed, cursor, reason, error, self._partition_label
+        )
         self._reporter.finished(result)
         return result
 
