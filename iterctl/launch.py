@@ -57,6 +57,8 @@ def run_job(
                     job_id,
                     job_path,
                     dict(raw_params),
+                    # Partitions that no process runs yet wait, resumable, as if stopped.
+                    status=Status.RUNNING if i == index else Status.INTERRUPTED,
                     partition=i,
                     partitions=partitions,
                     bounds_json=bounds,

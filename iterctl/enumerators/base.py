@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from iterctl.cursor import Cursor
+from iterctl.errors import UsageError
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -26,3 +27,21 @@ class Enumerator(Generic[T_co]):
     def total(self) -> int | None:
         """How many items the whole job has (not only those after the cursor); None if unknown."""
         return None
+
+    def split(self, count: int) -> list[Cursor]:
+        """The bounds (JSON values) of ``count`` partitions that together cover the whole
+        walk, each a contiguous piece; :meth:`within` restricts the walk to one of them."""
+        raise UsageError(
+            f"{type(self).__name__} cannot be split into partitions — use a builder that "
+            "splits (int_range, sequence, records, csv_rows, ...), or define "
+            "partition_plan(count) on the job"
+        )
+
+    def within(self, bounds: Cursor) -> Enumerator[T_co]:
+        """This walk restricted to one partition's ``bounds``, resuming from its cursor."""
+        raise UsageError(f"{type(self).__name__} cannot be split into partitions")
+
+
+def even_slices(length: int, count: int) -> list[tuple[int, int]]:
+    """``count`` contiguous ``[lo, hi)`` index slices of ``range(length)``, sizes within one."""
+    return [(i * length // count, (i + 1) * length // count) for i in range(count)]

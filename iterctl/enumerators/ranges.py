@@ -16,7 +16,7 @@ from itertools import count, islice
 from typing import TypeVar
 
 from iterctl.cursor import Cursor
-from iterctl.enumerators.base import Enumerator
+from iterctl.enumerators.base import Enumerator, even_slices
 from iterctl.errors import UsageError
 
 T = TypeVar("T")
@@ -60,6 +60,24 @@ class IntRange(Enumerator[int]):
             return None
         return len(range(self._start, self._stop, self._step))
 
+    def split(self, count: int) -> list[Cursor]:
+        if self._stop is None:
+            return super().split(count)  # an endless range has no even split
+        values = range(self._start, self._stop, self._step)
+        # [first, end) values of contiguous runs; `end` is exclusive, as in range().
+        return [
+            [values[lo] if lo < len(values) else self._stop, self._start + hi * self._step]
+            for lo, hi in even_slices(len(values), count)
+        ]
+
+    def within(self, bounds: Cursor) -> IntRange:
+        first, end = bounds
+        part = IntRange(first, end, self._step, None)
+        # Resume inside the partition: the later of its start and the cursor's successor.
+        ahead = max if self._step > 0 else min
+        part._first = ahead(first, self._first)
+        return part
+
 
 class SequenceEnumerator(Enumerator[T]):
     """Items of a sequence (list, tuple, str, range, ...); the cursor is the item's index."""
@@ -67,14 +85,24 @@ class SequenceEnumerator(Enumerator[T]):
     def __init__(self, items: Sequence[T], cursor: Cursor) -> None:
         self._items = items
         self._first = _index_after(cursor, "sequence")
+        self._lo, self._end = 0, len(items)
 
     def __iter__(self) -> Iterator[tuple[T, Cursor]]:
-        indexes = range(self._first, len(self._items))
+        indexes = range(self._first, self._end)
         # Indexing from the cursor is O(1) to resume, unlike skipping with islice.
         return zip(map(self._items.__getitem__, indexes), indexes, strict=False)
 
     def total(self) -> int | None:
-        return len(self._items)
+        return self._end - self._lo
+
+    def split(self, count: int) -> list[Cursor]:
+        return [[lo, hi] for lo, hi in even_slices(len(self._items), count)]
+
+    def within(self, bounds: Cursor) -> SequenceEnumerator[T]:
+        part = SequenceEnumerator(self._items, None)
+        part._lo, part._end = bounds
+        part._first = max(part._lo, self._first)
+        return part
 
 
 class IterableEnumerator(Enumerator[T]):

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sysconfig
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,11 @@ _TTY_VARIABLES = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS")
 
 
 def iterctl_executable() -> str:
+    """The console script beside this Python: a wrapper on PATH (a pyenv shim) could be
+    a shell for a moment, and a signal sent to it would not reach iterctl."""
+    beside = Path(sysconfig.get_path("scripts")) / "iterctl"
+    if beside.is_file():
+        return str(beside)
     found = shutil.which("iterctl")
     if found is None:
         pytest.fail("the iterctl command is not installed: pip install -e '.[test]'")

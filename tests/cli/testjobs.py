@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
 from iterctl import Job
+from iterctl.enumerators.ranges import int_range
 
 
 def _append(path: str, line: str) -> None:
@@ -74,6 +75,38 @@ class Hooks(Numbers):
 
     def on_error(self, error: BaseException) -> None:
         _append(self.params["log"], f"hook on_error {error}")
+
+
+class Partitioned(Job):
+    """Items 0..count-1 as an int_range that splits itself; each partition logs to its
+    own file in `logs`, and on_all_complete leaves a line in `logs`/all-complete."""
+
+    def build_enumerator(self, cursor: int | None) -> Iterable[tuple[int, Any]]:
+        return int_range(0, int(self.params["count"]), cursor=cursor)
+
+    def each_iteration(self, item: int) -> None:
+        time.sleep(float(self.params.get("delay", "0")))
+        part = 0 if self.partition is None else self.partition.index
+        _append(f"{self.params['logs']}/part-{part}.log", f"item {item}")
+
+    def on_all_complete(self) -> None:
+        _append(f"{self.params['logs']}/all-complete", f"by partition {self.partition}")
+
+
+class SplitsItself(Job):
+    """A custom enumerator that splits itself: bounds are [first, end) of each partition."""
+
+    def partition_plan(self, count: int) -> list[Any]:
+        size = int(self.params["count"])
+        return [[i * size // count, (i + 1) * size // count] for i in range(count)]
+
+    def build_enumerator(self, cursor: int | None) -> Iterator[tuple[int, int]]:
+        first, end = self.partition.bounds if self.partition else (0, int(self.params["count"]))
+        start = first if cursor is None else cursor + 1
+        return ((n, n) for n in range(start, end))
+
+    def each_iteration(self, item: int) -> None:
+        _append(self.params["log"], f"item {item}")
 
 
 class SetCursor(Job):
