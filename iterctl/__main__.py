@@ -1,5 +1,5 @@
 """``python -m iterctl``: the same as the ``iterctl`` command."""
 
-from iterctl.cli import main
+from iterctl.entry import main
 
 main()

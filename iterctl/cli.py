@@ -157,7 +157,7 @@ def run(
     """Run MODULE:CLASS from the start, or from where the job id stopped."""
     from iterctl.launch import run_job
 
-    token = StopToken()
+    token = _process_token
     # Before any job code runs, its import included; kept to the end, as we exit after it.
     with signals_stop(token, restore=False):
         reporter, bar_interval = _reporter(log_format)
@@ -190,7 +190,7 @@ def resume(
     """Carry on with JOB_ID after its last completed item, with the params it started with."""
     from iterctl.launch import resume_job
 
-    token = StopToken()
+    token = _process_token
     with signals_stop(token, restore=False):
         reporter, bar_interval = _reporter(log_format)
         result = resume_job(
@@ -285,9 +285,29 @@ def _announce_id(job_id: str) -> None:
     sys.stdout.flush()
 
 
-def _say(message: str) -> None:
-    sys.stderr.write(f"iterctl: {message}\n")
+def _say(message: str, **fields: object) -> None:
+    if _wants_json_logs():
+        from iterctl.stores.base import utc_now
+
+        line = json.dumps({"time": utc_now(), "event": "message", "message": message, **fields})
+    else:
+        line = f"iterctl: {message}"
+    sys.stderr.write(line + "\n")
     sys.stderr.flush()
+
+
+def _wants_json_logs() -> bool:
+    """Whether --log-format json (or its variable) is in force, even when parsing failed:
+    a log pipeline that asked for JSON should get its errors as JSON too."""
+    args = sys.argv[1:]
+    for index, arg in enumerate(args):
+        if arg == "--log-format=json" or (
+            arg == "--log-format" and args[index + 1 :][:1] == ["json"]
+        ):
+            return True
+        if arg.startswith("--log-format"):
+            return False
+    return os.environ.get("ITERCTL_LOG_FORMAT", "").lower() == "json"
 
 
 def _exit_with(result: RunResult, termination_log: str | None) -> NoReturn:
@@ -321,8 +341,15 @@ def _write_termination_message(result: RunResult, path: str | None) -> None:
         _say(f"could not write the termination message to {target}: {error.strerror}")
 
 
-def main() -> NoReturn:
+#: Stop requests since the process began (see iterctl.entry); a fresh one when embedded.
+_process_token = StopToken()
+
+
+def main(token: StopToken | None = None) -> NoReturn:
     """Entry point: one line per error, CONTRACT §3's exit codes, no traceback for bad input."""
+    global _process_token  # noqa: PLW0603 - one token per process, set once, here
+    if token is not None:
+        _process_token = token
     command = typer.main.get_command(app)
     try:
         code = command.main(sys.argv[1:], prog_name="iterctl", standalone_mode=False)
@@ -333,11 +360,11 @@ def main() -> NoReturn:
         else:
             context = getattr(error, "ctx", None)
             where = context.command_path if context is not None else "iterctl"
-            _say(f"{message} — see `{where} --help`")
+            _say(f"{message} — see `{where} --help`", exit_code=int(ExitCode.USAGE))
         code = ExitCode.USAGE
     except typer.Abort:
         code = ExitCode.RESUMABLE
     except IterctlError as error:
-        _say(str(error))
+        _say(str(error), exit_code=int(error.exit_code))
         code = error.exit_code
     sys.exit(int(code or 0))

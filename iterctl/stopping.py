@@ -66,6 +66,23 @@ class StopToken:
         return self.reason is not None
 
 
+def catch_early_signals() -> StopToken:
+    """Record SIGTERM/SIGINT from the first moment of the process, before slow imports.
+
+    Without it, a pod stopped while Python still imports typer and SQLAlchemy would die of
+    the signal (exit 143, counted as a failure) instead of exiting 75. The token it
+    returns is handed to :func:`signals_stop` once the command runs.
+    """
+    token = StopToken()
+
+    def early_signal(signum: int, _frame: FrameType | None) -> None:
+        token.request(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, early_signal)
+    return token
+
+
 @contextmanager
 def signals_stop(token: StopToken, *, restore: bool = True) -> Iterator[None]:
     """Route SIGTERM and SIGINT to ``token`` for the duration of the block.
@@ -88,6 +105,8 @@ def signals_stop(token: StopToken, *, restore: bool = True) -> Iterator[None]:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     for sig in previous:
         signal.signal(sig, first_signal)
+    if token.requested:  # a signal came before this block (see catch_early_signals)
+        signal.signal(signal.SIGINT, second_sigint)
     try:
         yield
     finally:

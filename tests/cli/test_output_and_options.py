@@ -172,3 +172,13 @@ def test_the_termination_message_summarises_the_exit(workdir: Workdir) -> None:
         "job_id": "term", "outcome": "succeeded", "exit_code": 0, "processed": 4,
         "cursor": 3, "reason": None,
     }  # fmt: skip
+
+
+def test_with_json_logs_even_errors_are_json_lines(workdir: Workdir) -> None:
+    """A log pipeline that asked for JSON gets usage errors as JSON objects too."""
+    result = workdir.run("resume", "nobody", env={"ITERCTL_LOG_FORMAT": "json"})
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    event = json.loads(line)
+    assert event["exit_code"] == 2
+    assert "unknown job id 'nobody'" in event["message"]

@@ -253,3 +253,22 @@ def test_hooks_run_once_each_as_documented(workdir: Workdir) -> None:
         "hook on_resume", "hook on_error item 30 is broken", "hook on_shutdown",
         "hook on_resume", "hook on_complete", "hook on_shutdown",
     ]  # fmt: skip
+
+
+def test_sigterm_while_the_job_module_imports_still_exits_75(workdir: Workdir) -> None:
+    """Signal handlers are in place before any job code runs, its import included."""
+    marker = workdir.path / "importing"
+    (workdir.path / "slowimport.py").write_text(
+        "import pathlib, time\n"
+        f"pathlib.Path({str(marker)!r}).touch()\n"
+        "time.sleep(2)\n"
+        "from testjobs import Numbers\n"
+    )
+    process = workdir.start("run", "slowimport:Numbers", "--job-id", "early",
+                            "--param", f"log={workdir.log}")  # fmt: skip
+    workdir.wait_for(lambda _: marker.exists(), process)
+    process.send_signal(signal.SIGTERM)
+    finished = workdir.finish(process)
+    assert finished.returncode == 75, finished.stderr
+    assert not workdir.log.exists()  # no item was started after the stop request
+    assert workdir.status("early")["status"] == "interrupted"
