@@ -100,6 +100,8 @@ def signals_stop(token: StopToken, *, restore: bool = True) -> Iterator[None]:
         signal.signal(signal.SIGINT, second_sigint)
 
     def second_sigint(_signum: int, _frame: FrameType | None) -> None:
+        # Once: a third Ctrl-C must not break the final checkpoint the second one started.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise StopNow
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
