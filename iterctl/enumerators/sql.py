@@ -39,6 +39,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Engine,
+    Join,
     Select,
     and_,
     bindparam,
@@ -137,12 +138,25 @@ def _as_column(spec: ColumnSpec, table: Any) -> tuple[Column[Any], bool]:
     return spec, descending
 
 
+def _tables(query: Select[Any]) -> list[Any]:
+    """The tables the query selects from, joins opened up, leftmost first."""
+    found: list[Any] = []
+    pending = list(query.get_final_froms())
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, Join):
+            pending[:0] = [item.left, item.right]
+        else:
+            found.append(item)
+    return found
+
+
 def _primary_table(query: Select[Any]) -> Any:
     froms = query.get_final_froms()
     if not froms:
         raise UsageError("the query selects from no table — select from a table or ORM entity")
     table = froms[0]
-    while hasattr(table, "left"):  # a Join: its leftmost table leads
+    while isinstance(table, Join):  # its leftmost table leads
         table = table.left
     return table
 
@@ -176,8 +190,15 @@ def _keys(query: Select[Any], columns: Sequence[ColumnSpec] | None) -> list[_Key
         # Ties would be skipped at a batch's edge: the primary key breaks them.
         direction = chosen[-1][1]
         chosen += [(c, direction) for c in primary if all(c is not k for k, _ in chosen)]
+    tables = _tables(query)
     keys = []
     for column, descending in chosen:
+        if all(column.table is not t for t in tables):
+            raise UsageError(
+                f"cursor column {column} is not in the query's tables "
+                f"({', '.join(str(getattr(t, 'name', t)) for t in tables)}) — join its table "
+                "in the query, or name a column of those tables"
+            )
         # A reflected SQLite INTEGER PRIMARY KEY says nullable; a primary key never is NULL.
         if column.nullable and not column.primary_key:
             raise UsageError(
@@ -239,11 +260,14 @@ class Keyset:
     ) -> None:
         if not isinstance(query, Select):
             raise UsageError(f"{what} needs a select() statement, not {type(query).__name__}")
-        for attribute, clause in (("ORDER BY", "_order_by_clauses"), ("LIMIT", "_limit_clause"),
-                                  ("OFFSET", "_offset_clause")):
-            if getattr(query, clause, None):
+        for clause, present in (
+            ("an ORDER BY", bool(query._order_by_clauses)),
+            ("a LIMIT", query._limit_clause is not None),
+            ("an OFFSET", query._offset_clause is not None),
+        ):
+            if present:
                 raise UsageError(
-                    f"{what} query has an {attribute}: iterctl orders and pages by the cursor "
+                    f"{what} query has {clause}: iterctl orders and pages by the cursor "
                     "columns itself — remove it, filter with .where(...) and name the order "
                     "with columns=[...]"
                 )
