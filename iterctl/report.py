@@ -15,19 +15,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
+# rich.progress and rich.table are imported where used: a run off a terminal never
+# needs them, and start-up time counts.
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
 
 from iterctl.cursor import Cursor
 from iterctl.runner import Outcome, RunResult
@@ -100,7 +90,8 @@ class LineReporter:
         self._stream.write(line + "\n")
         self._stream.flush()
 
-    def _rate(self, processed: int) -> float:
+    def rate(self, processed: int) -> float:
+        """Items per second since this run started."""
         elapsed = self._clock() - self._start_time
         return (processed - self._start_processed) / elapsed if elapsed > 0 else 0.0
 
@@ -131,7 +122,7 @@ class LineReporter:
         )
 
     def progress(self, processed: int, total: int | None, cursor: Cursor) -> None:
-        rate = self._rate(processed)
+        rate = self.rate(processed)
         parts = [f"job {self._label}: {processed:,}" + ("" if total is None else f"/{total:,}")]
         if total:
             parts.append(f"{100 * processed / total:.1f}%")
@@ -165,7 +156,7 @@ class LineReporter:
             cursor=result.cursor,
             reason=result.reason,
             error=None if result.error is None else str(result.error),
-            rate=round(self._rate(result.processed), 3),
+            rate=round(self.rate(result.processed), 3),
             **({"traceback": trace} if trace and self._json else {}),
         )
 
@@ -211,25 +202,26 @@ def describe_result(result: RunResult) -> str:
             return f"job {job_id} stopped: {result.error} ({where})"
 
 
-class _RateColumn(ProgressColumn):
-    """Items per second, as Rich estimates it from recent updates."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.speed
-        return Text("" if speed is None else f"{speed:,.0f} items/s", style="progress.data.speed")
-
-
 class BarReporter:
     """A Rich progress bar with count, total, rate and ETA, then the end line."""
 
     def __init__(self, console: Console | None = None) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
         self._console = console if console is not None else stderr_console()
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TaskProgressColumn(),
-            _RateColumn(),
+            TextColumn("{task.fields[rate]}", style="progress.data.speed"),
             TimeRemainingColumn(),
             console=self._console,
             transient=False,
@@ -239,12 +231,15 @@ class BarReporter:
 
     def started(self, record: JobRecord, *, resumed: bool, total: int | None) -> None:
         self._lines.started(record, resumed=resumed, total=total)
-        self._task = self._progress.add_task(record.job_id, total=total, completed=record.processed)
+        self._task = self._progress.add_task(
+            record.job_id, total=total, completed=record.processed, rate=""
+        )
         self._progress.start()
 
     def progress(self, processed: int, total: int | None, cursor: Cursor) -> None:
         if self._task is not None:
-            self._progress.update(self._task, completed=processed, total=total)
+            rate = f"{self._lines.rate(processed):,.0f} items/s"
+            self._progress.update(self._task, completed=processed, total=total, rate=rate)
 
     def finished(self, result: RunResult) -> None:
         if self._task is not None:
@@ -279,6 +274,8 @@ def make_reporter(log_format: str) -> tuple[LineReporter | BarReporter, float | 
 
 def print_status_table(jobs: list[dict[str, Any]]) -> None:
     """``iterctl status`` for people: a row per job id, and one per partition under it."""
+    from rich.table import Table
+
     console = Console()
     if not jobs:
         console.print("no jobs in this store yet — start one with: iterctl run MODULE:CLASS")
