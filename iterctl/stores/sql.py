@@ -203,7 +203,8 @@ class SqlStore:
                     metadata.create_all(conn, checkfirst=True)
                     conn.execute(insert(schema_table).values(version=SCHEMA_VERSION))
                     conn.commit()
-                    return
+                    version = SCHEMA_VERSION
+                    break
                 except (sa_exc.ProgrammingError, sa_exc.IntegrityError, sa_exc.OperationalError):
                     conn.rollback()  # another process created them at the same moment
             if version is None:
@@ -219,6 +220,10 @@ class SqlStore:
             if version < SCHEMA_VERSION:
                 self._migrate(conn, version)
             conn.rollback()
+        if self._dialect == "sqlite":
+            # WAL lets `status` read while a run writes.
+            with self._connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
 
     def _migrate(self, conn: Connection, version: int) -> None:
         """Upgrade the tables in place, one version at a time, each step in a transaction."""
@@ -458,10 +463,10 @@ def _lock_key(job_id: str) -> int:
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets `status` read while a run writes; FULL makes each checkpoint durable, and
-    # at the default interval its fsync costs well under 1% of the run.
+    # FULL makes each checkpoint durable; at the default interval its fsync costs far
+    # under 1% of the run. (WAL is set once the store is known to be ours: it is
+    # persistent, and a store we refuse must be left exactly as it was.)
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
 
