@@ -9,6 +9,7 @@ import re
 import select
 import signal
 import subprocess
+import sys
 from datetime import datetime
 
 from tests.cli.conftest import Workdir, iterctl_executable
@@ -182,3 +183,19 @@ def test_with_json_logs_even_errors_are_json_lines(workdir: Workdir) -> None:
     event = json.loads(line)
     assert event["exit_code"] == 2
     assert "unknown job id 'nobody'" in event["message"]
+
+
+def test_commands_that_need_no_database_do_not_import_sqlalchemy(workdir: Workdir) -> None:
+    """--help, and a run on the JSON store, never load SQLAlchemy: start-up time counts."""
+    store = str(workdir.path / "s.json")
+    for args in (["--help"], ["run", "--help"],
+                 ["run", "testjobs:Numbers", "--param", f"log={workdir.log}",
+                  "--param", "count=2", "--store", store]):  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "iterctl", *args],
+            cwd=workdir.path, env=workdir.env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr[-2000:]
+        imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+        assert "sqlalchemy" not in imported, args
+        assert "iterctl.cli" in imported  # the check itself saw the imports
