@@ -17,7 +17,6 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -30,8 +29,6 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
-    event,
     func,
     insert,
     inspect,
@@ -41,6 +38,7 @@ from sqlalchemy import (
 
 from iterctl import Job
 from iterctl.enumerators import records
+from jobs_examples.sqlite_file import sqlite_engine
 
 metadata = MetaData()
 orders = Table(
@@ -64,14 +62,7 @@ class BackfillParams(BaseModel):
 
 def open_shop(path: str, rows: int) -> Engine:
     """The SQLite engine of ``path``, with the orders table created and filled if absent."""
-    engine = create_engine(f"sqlite:///{Path(path)}")
-
-    @event.listens_for(engine, "connect")
-    def _wal(connection: Any, _record: Any) -> None:
-        # WAL with NORMAL sync: a commit per order costs microseconds, not an fsync.
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-
+    engine = sqlite_engine(path)
     if not inspect(engine).has_table("orders"):
         metadata.create_all(engine)
         start = datetime(2026, 1, 1)

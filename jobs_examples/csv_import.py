@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Column, Engine, MetaData, String, Table, create_engine
+from sqlalchemy import Column, Engine, MetaData, String, Table
 from sqlalchemy.dialects.sqlite import insert
 
 from iterctl import Job
 from iterctl.enumerators import csv_rows
+from jobs_examples.sqlite_file import sqlite_engine
 
 metadata = MetaData()
 customers = Table(
@@ -61,7 +62,7 @@ class CsvImport(Job):
 
     @cached_property
     def engine(self) -> Engine:
-        engine = create_engine(f"sqlite:///{self.params.db}")
+        engine = sqlite_engine(self.params.db)
         metadata.create_all(engine)
         return engine
 
