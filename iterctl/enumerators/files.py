@@ -188,7 +188,7 @@ class CsvRows(Enumerator[Any]):
                     pairs = self._spanning(chain([rest], blocks))
                     yield pairs if names is None else _as_dicts(names, pairs)
                     break
-                yield self._zip(rows, islice(ends, first + 1, first + 1 + len(chunk)), names)
+                yield self._zip(rows, iter(ends[first + 1 : first + 1 + len(chunk)]), names)
 
     @staticmethod
     def _zip(rows: Iterable[list[str]], ends: Iterator[int], names: list[str] | None) -> Any:
