@@ -36,24 +36,24 @@ from iterctl.enumerators import csv_rows, jsonl_rows, records  # noqa: E402
 Row = tuple[str, float, float, str]  # name, ours, baseline, target
 
 
-def best(run: Callable[[], object], repeat: int = 3) -> float:
-    """The shortest of ``repeat`` wall-clock timings of ``run()``."""
-    times = []
+def timings(run: Callable[[], object], repeat: int) -> list[float]:
+    """Wall-clock seconds of ``repeat`` calls of ``run()``."""
+    found = []
     for _ in range(repeat):
         started = time.perf_counter()
         run()
-        times.append(time.perf_counter() - started)
-    return min(times)
+        found.append(time.perf_counter() - started)
+    return found
+
+
+def best(run: Callable[[], object], repeat: int = 3) -> float:
+    """The shortest of a few timings: the one least disturbed by other processes."""
+    return min(timings(run, repeat))
 
 
 def latency(first_item: Callable[[], object], repeat: int = 25) -> float:
     """Median time to build an enumerator and get its first item."""
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        first_item()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return statistics.median(timings(first_item, repeat))
 
 
 # -- data ------------------------------------------------------------------------------
