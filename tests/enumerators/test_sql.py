@@ -340,3 +340,29 @@ def test_bad_setups_are_refused_with_what_to_do(
     with pytest.raises(UsageError, match=message) as raised:
         records(engine, **build(table))
     assert " — " in str(raised.value)
+
+
+def test_composite_primary_key_is_the_default_cursor_and_unique_columns_need_no_more(
+    engine: Engine, make_table: Callable[..., Table]
+) -> None:
+    """A composite primary key is the default cursor (both columns); named columns that
+    are unique by a constraint get nothing appended; others get the primary key."""
+    table = make_table(
+        "tenants",
+        Column("tenant", Integer, primary_key=True, autoincrement=False),
+        Column("id", Integer, primary_key=True, autoincrement=False),
+        Column("code", String(10), nullable=False, unique=True),
+        Column("size", Integer, nullable=False),
+    )
+    rows = [{"tenant": t, "id": i, "code": f"c{t}-{i}", "size": i % 2}
+            for t in (2, 1) for i in (3, 1, 2)]  # fmt: skip
+    with engine.begin() as connection:
+        connection.execute(insert(table), rows)
+    full = list(records(engine, select(table), batch_size=2))
+    assert [cursor for _, cursor in full] == [[1, 1], [1, 2], [1, 3], [2, 1], [2, 2], [2, 3]]
+    assert list(records(engine, select(table), cursor=[1, 3])) == full[3:]
+    [(_row, by_code)] = list(records(engine, select(table).where(table.c.id == 1),
+                                     columns=["code"]))[:1]  # fmt: skip
+    assert by_code == ["c1-1"]
+    [(_row, by_size)] = list(records(engine, select(table), columns=["size"]))[:1]
+    assert by_size == [0, 1, 2]
