@@ -25,6 +25,7 @@ Importing this module imports SQLAlchemy; ``iterctl.enumerators`` loads it only 
 
 from __future__ import annotations
 
+import copy
 import enum
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -43,6 +44,7 @@ from sqlalchemy import (
     Select,
     and_,
     bindparam,
+    false,
     func,
     literal,
     or_,
@@ -62,7 +64,9 @@ Bind = Engine | Callable[[], Session]
 #: A cursor column as the author names it.
 ColumnSpec = str | ColumnElement[Any] | Any
 
-_ROW_VALUES_SCAN = {"mysql", "mariadb"}  # these do not use an index for (a, b) > (x, y)
+_ROW_VALUES_SCAN = {"mysql", "mariadb"}
+#: The bounds of a partition that has no rows (the table was empty when split).
+EMPTY = "empty"  # these do not use an index for (a, b) > (x, y)
 
 _CODECS: dict[type, tuple[Callable[[Any], Any], Callable[[Any], Any]]] = {
     Decimal: (str, Decimal),
@@ -368,12 +372,34 @@ class Keyset:
 
     def count(self) -> int:
         statement = select(func.count()).select_from(self._query.subquery())
-        if self._sessions is not None:
-            with self._sessions() as session:
-                return int(session.execute(statement).scalar_one())
-        assert self._engine is not None
-        with self._engine.connect() as connection:
-            return int(connection.execute(statement).scalar_one())
+        return int(self._fetch(statement, None)[0][0])
+
+    def key_at(self, position: int) -> list[Any] | None:
+        """The JSON cursor of the row at ``position`` (0-based) of the walk; None past it."""
+        order = [k.column.desc() if k.descending else k.column.asc() for k in self.keys]
+        statement = self.only_keys().order_by(*order).offset(position).limit(1)
+        rows = self._fetch(statement, None)
+        return next(self.cursors(rows, list(range(len(self.keys)))), None)
+
+    def restricted(self, bounds: Cursor, what: str) -> Keyset:
+        """This walk limited to a partition's ``[first, end)`` keys, resuming as before."""
+        part = copy.copy(self)
+        if bounds == EMPTY:
+            part._query = self._query.where(false())
+            return part
+        if not (type(bounds) is list and len(bounds) == 2):
+            raise UsageError(
+                f"{what} cannot use partition bounds {bounds!r}: it expects [first, end] "
+                "cursors, as its split() made them"
+            )
+        first, end = (self._decode(b, what) for b in bounds)
+        for values, kwargs in ((first, {"inclusive": True}), (end, {"reverse": True})):
+            if values is not None:
+                typed = [literal(v, k.column.type) for v, k in zip(values, self.keys, strict=True)]
+                part._query = part._query.where(
+                    _after(self.keys, typed, row_values=self.row_values, **kwargs)
+                )
+        return part
 
 
 class _SqlEnumerator(Enumerator[Any]):
@@ -383,6 +409,22 @@ class _SqlEnumerator(Enumerator[Any]):
 
     def total(self) -> int | None:
         return self._keyset.count() if self._count else None
+
+    def split(self, count: int) -> list[Cursor]:
+        """``count`` partitions of near-equal row counts, as ``[first, end)`` cursor keys.
+
+        One COUNT and ``count - 1`` OFFSET queries, once, when the job's plan is made; rows
+        added later fall in the partition whose key range holds them.
+        """
+        rows = self._keyset.count()
+        if rows == 0:
+            return [[None, None]] + [EMPTY] * (count - 1)
+        edges = [self._keyset.key_at(rows * i // count) for i in range(1, count)]
+        return [list(pair) for pair in zip([None, *edges], [*edges, None], strict=True)]
+
+    def within(self, bounds: Cursor) -> Any:
+        """The same walk, limited to one partition's bounds from :meth:`split`."""
+        return type(self)(self._keyset.restricted(bounds, type(self).__name__), self._count)
 
 
 class Records(_SqlEnumerator):
