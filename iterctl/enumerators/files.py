@@ -17,12 +17,14 @@ more, so it is opt-in. The encoding must be ASCII-compatible (UTF-8, Latin-1, ..
 from __future__ import annotations
 
 import codecs
+import copy
 import csv
 import io
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import accumulate, chain, islice, repeat
+from operator import itemgetter
 from pathlib import Path
 from typing import IO, Any
 
@@ -79,12 +81,17 @@ def _skip_bom(f: IO[bytes]) -> int:
     return len(_BOM) if f.read(len(_BOM)) == _BOM else 0
 
 
-def _line_blocks(f: IO[bytes], start: int, encoding: str) -> Iterator[Block]:
-    """Whole lines from ``start``, a block at a time, with the byte offset after each line."""
+def _line_blocks(
+    f: IO[bytes], start: int, encoding: str, stop: int | None = None
+) -> Iterator[Block]:
+    """Whole lines from ``start`` (up to ``stop``), a block at a time, with the byte offset
+    after each line."""
     f.seek(start)
     position, carry = start, b""
+    left = -1 if stop is None else stop - start  # bytes still to read; -1: to the end
     while True:
-        block = f.read(BLOCK_SIZE)
+        block = f.read(BLOCK_SIZE if left < 0 else min(BLOCK_SIZE, left))
+        left -= len(block) if left >= 0 else 0
         if not block:
             if carry:
                 yield carry, [carry.decode(encoding)], [position, position + len(carry)]
@@ -108,12 +115,74 @@ def _line_blocks(f: IO[bytes], start: int, encoding: str) -> Iterator[Block]:
         yield block, lines, ends
 
 
+def _edges(ends: Iterable[int], start: int, targets: list[int]) -> list[int]:
+    """For each target offset, the first row end at or after it (row ends in order)."""
+    edges: list[int] = []
+    last = start
+    for last in ends:
+        while len(edges) < len(targets) and last >= targets[len(edges)]:
+            edges.append(last)
+        if len(edges) == len(targets):
+            break
+    return edges + [last] * (len(targets) - len(edges))
+
+
+class _ByteRanges(Enumerator[Any]):
+    """Partitions of a file by byte ranges that start on a row: ``[first, end)`` offsets."""
+
+    _path: Path
+    _offset: int | None
+    _first: int | None = None
+    _stop: int | None = None
+
+    def _data_start(self) -> int:
+        raise NotImplementedError
+
+    def _row_ends(self) -> Iterable[int]:
+        """The offset after each row of the whole file, in order."""
+        raise NotImplementedError
+
+    def _resume_at(self, default: int) -> int:
+        if self._offset is not None:
+            return self._offset
+        return default if self._first is None else self._first
+
+    def split(self, count: int) -> list[Cursor]:
+        """``count`` contiguous byte ranges of near-equal size, each starting on a row.
+
+        Rows appended to the file later belong to the last partition.
+        """
+        start = self._data_start()
+        size = self._path.stat().st_size
+        targets = [start + (size - start) * i // count for i in range(1, count)]
+        edges = _edges(self._row_ends(), start, targets)
+        return [list(pair) for pair in zip([None, *edges], [*edges, None], strict=True)]
+
+    def within(self, bounds: Cursor) -> Any:
+        """This file walk cut to one partition's ``[first, end)`` offsets, same cursor."""
+        if not (type(bounds) is list and len(bounds) == 2
+                and all(b is None or type(b) is int for b in bounds)):  # fmt: skip
+            raise UsageError(
+                f"{type(self).__name__} cannot use partition bounds {bounds!r}: it expects "
+                "[first, end] byte offsets, as its split() made them"
+            )
+        part = copy.copy(self)
+        part._first, part._stop = bounds
+        return part
+
+    def _fresh(self) -> Any:
+        """This walk (or partition) from its start, whatever the cursor."""
+        fresh = copy.copy(self)
+        fresh._offset = None
+        return fresh
+
+
 def _as_dicts(names: list[str], pairs: Iterable[tuple[list[str], Cursor]]) -> Iterator[Any]:
     for row, cursor in pairs:
         yield dict(zip(names, row, strict=False)), cursor
 
 
-class CsvRows(Enumerator[Any]):
+class CsvRows(_ByteRanges):
     """Rows of a CSV file: a dict per row with a header, else a list; cursor = byte offset."""
 
     def __init__(
@@ -154,7 +223,7 @@ class CsvRows(Enumerator[Any]):
             names, start = ([], start) if first is None else first
         elif self._header is not False:
             names = list(self._header)
-        return (start if self._offset is None else self._offset), names
+        return self._resume_at(start), names
 
     def __iter__(self) -> Iterator[tuple[Any, Cursor]]:
         with self._path.open("rb") as f:
@@ -163,7 +232,19 @@ class CsvRows(Enumerator[Any]):
 
     def _blocks(self, start: int) -> Iterator[Block]:
         with self._path.open("rb") as f:
-            yield from _line_blocks(f, start, self._encoding)
+            yield from _line_blocks(f, start, self._encoding, self._stop)
+
+    def _data_start(self) -> int:
+        with self._path.open("rb") as f:
+            return self._fresh_whole()._start(f)[0]
+
+    def _fresh_whole(self) -> CsvRows:
+        whole = self._fresh()
+        whole._first = whole._stop = None
+        return whole  # type: ignore[no-any-return]
+
+    def _row_ends(self) -> Iterable[int]:
+        return map(itemgetter(1), self._fresh_whole())
 
     def _pairs(self, blocks: Iterator[Block], names: list[str] | None) -> Iterator[Any]:
         return chain.from_iterable(self._runs(blocks, names))
@@ -230,13 +311,10 @@ class CsvRows(Enumerator[Any]):
     def total(self) -> int | None:
         if not self._count:
             return None
-        encoding = "utf-8-sig" if codecs.lookup(self._encoding).name == "utf-8" else self._encoding
-        with self._path.open(encoding=encoding, newline="") as f:
-            rows = sum(1 for _ in self._reader(f))
-        return max(rows - 1, 0) if self._header is True else rows
+        return sum(1 for _ in self._fresh())
 
 
-class JsonLines(Enumerator[Any]):
+class JsonLines(_ByteRanges):
     """One parsed JSON value per non-blank line; cursor = byte offset after the line."""
 
     def __init__(self, path: str | os.PathLike[str], *, count: bool, cursor: Cursor) -> None:
@@ -247,10 +325,10 @@ class JsonLines(Enumerator[Any]):
     def __iter__(self) -> Iterator[tuple[Any, Cursor]]:
         loads = json.loads
         with self._path.open("rb") as f:
-            start = _skip_bom(f) if self._offset is None else self._offset
+            start = self._resume_at(_skip_bom(f))
             end = start
             try:
-                for _block, lines, ends in _line_blocks(f, start, "utf-8"):
+                for _block, lines, ends in _line_blocks(f, start, "utf-8", self._stop):
                     for line, end in zip(lines, islice(ends, 1, None), strict=False):
                         if not line.isspace():
                             yield loads(line), end
@@ -263,8 +341,24 @@ class JsonLines(Enumerator[Any]):
     def total(self) -> int | None:
         if not self._count:
             return None
+        fresh = self._fresh()
         with self._path.open("rb") as f:
-            return sum(1 for line in f if not line.isspace())
+            blocks = _line_blocks(f, fresh._resume_at(_skip_bom(f)), "utf-8", self._stop)
+            return sum(not line.isspace() for _block, lines, _ends in blocks for line in lines)
+
+    def _data_start(self) -> int:
+        with self._path.open("rb") as f:
+            return _skip_bom(f)
+
+    def _row_ends(self) -> Iterable[int]:
+        """Line ends, found by seeking: a JSON Lines record never spans lines."""
+        size = self._path.stat().st_size
+        with self._path.open("rb") as f:
+            for target in range(self._data_start(), size, max(size // 1024, 1)):
+                f.seek(max(target - 1, 0))
+                f.readline()
+                yield f.tell()
+            yield size
 
 
 def csv_rows(
