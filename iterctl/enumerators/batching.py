@@ -43,6 +43,27 @@ class Batched(Enumerator[list[T]]):
         inner = total() if callable(total) else None
         return None if inner is None else -(-int(inner) // self._size)
 
+    def split(self, count: int) -> list[Cursor]:
+        """The inner enumerator's partitions (batches never straddle two)."""
+        return inner_split(self._pairs, count, self)
+
+    def within(self, bounds: Cursor) -> Batched[T]:
+        return Batched(inner_within(self._pairs, bounds, self), self._size)
+
+
+def inner_split(pairs: object, count: int, outer: Enumerator[Any]) -> list[Cursor]:
+    """``pairs.split(count)`` for a wrapper around ``pairs``; refused if it cannot split."""
+    split = getattr(pairs, "split", None)
+    if split is None:
+        return Enumerator.split(outer, count)
+    bounds: list[Cursor] = split(count)
+    return bounds
+
+
+def inner_within(pairs: object, bounds: Cursor, outer: Enumerator[Any]) -> Any:
+    within = getattr(pairs, "within", None)
+    return Enumerator.within(outer, bounds) if within is None else within(bounds)
+
 
 def batched(pairs: Iterable[tuple[T, Cursor]], size: int) -> Batched[T]:
     """Group the items of ``pairs`` (already built from the cursor) into lists of ``size``."""

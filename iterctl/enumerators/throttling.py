@@ -14,12 +14,14 @@ the enumerator yields nothing more and the cursor stays at the last item done.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from iterctl.cursor import Cursor
 from iterctl.enumerators.base import Enumerator
+from iterctl.enumerators.batching import inner_split, inner_within
 from iterctl.errors import UsageError
 from iterctl.stopping import StopToken
 
@@ -84,6 +86,15 @@ class Throttled(Enumerator[Any]):
     def total(self) -> int | None:
         total: Any = getattr(self._pairs, "total", None)
         return total() if callable(total) else None
+
+    def split(self, count: int) -> list[Cursor]:
+        """The inner enumerator's partitions; each partition is throttled on its own."""
+        return inner_split(self._pairs, count, self)
+
+    def within(self, bounds: Cursor) -> Throttled:
+        part = copy.copy(self)
+        part._pairs = inner_within(self._pairs, bounds, self)
+        return part
 
 
 def throttled(

@@ -126,3 +126,14 @@ def test_batched_refuses_a_size_below_one() -> None:
     """A batch size of 0 is a usage error."""
     with pytest.raises(UsageError, match="batch size 0"):
         batched(sequence([1]), 0)
+
+
+def test_batched_splits_as_its_inner_enumerator_does() -> None:
+    """A batched walk splits where its inner one does, so no batch straddles partitions;
+    one that cannot split says so."""
+    whole = batched(int_range(0, 10), 3)
+    bounds = whole.split(2)
+    assert bounds == [[0, 5], [5, 10]]
+    assert [b for b, _ in whole.within(bounds[1])] == [[5, 6, 7], [8, 9]]
+    with pytest.raises(UsageError, match="cannot be split"):
+        batched(iterable(iter([1])), 2).split(2)

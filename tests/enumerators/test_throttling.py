@@ -99,3 +99,12 @@ def test_bad_throttle_settings_are_refused(options: dict[str, float]) -> None:
     """A rate of 0, a zero backoff, a max below the backoff, or check_every 0 are refused."""
     with pytest.raises(UsageError):
         throttled(int_range(0, 1), StopToken(), **options)  # type: ignore[arg-type]
+
+
+def test_a_throttled_walk_splits_as_its_inner_enumerator_does() -> None:
+    """split/within pass through to the inner enumerator, keeping the throttle."""
+    token = FakeTime()
+    whole = throttled(int_range(0, 10), token, max_rate=10)
+    part = whole.within(whole.split(2)[1])
+    assert run(token, part) == [5, 6, 7, 8, 9]
+    assert token.waits == pytest.approx([0.1] * 4)
