@@ -208,6 +208,17 @@ def test_latin1_csv_offsets_are_bytes(tmp_path: Path) -> None:
     assert io.BytesIO(path.read_bytes()).read()[rows[0][1]:].startswith(b"na")
 
 
+def assert_a_partition_resumes(
+    parts: list[list[Any]], bounds: list[Any], build: Any, data: st.DataObject
+) -> None:
+    """Resuming a drawn partition from a drawn cursor of its own gives the rest of it."""
+    index = data.draw(st.integers(0, len(parts) - 1))
+    if parts[index]:
+        at = data.draw(st.integers(0, len(parts[index]) - 1))
+        resumed = build(parts[index][at][1]).within(bounds[index])
+        assert list(resumed) == parts[index][at + 1 :]
+
+
 @FILE_SETTINGS
 @given(rows=ROWS, count=st.integers(1, 5), block=st.integers(1, 40), data=st.data())
 def test_csv_partitions_cover_every_row_once_and_resume_exactly(
@@ -224,11 +235,7 @@ def test_csv_partitions_cover_every_row_once_and_resume_exactly(
         parts = [list(whole.within(b)) for b in bounds]
         assert [pair for part in parts for pair in part] == list(whole)
         assert sum(whole.within(b).total() for b in bounds) == len(rows)
-        index = data.draw(st.integers(0, count - 1))
-        if parts[index]:
-            at = data.draw(st.integers(0, len(parts[index]) - 1))
-            resumed = csv_rows(path, cursor=parts[index][at][1]).within(bounds[index])
-            assert list(resumed) == parts[index][at + 1 :]
+        assert_a_partition_resumes(parts, bounds, lambda c: csv_rows(path, cursor=c), data)
 
 
 @FILE_SETTINGS
@@ -245,8 +252,4 @@ def test_jsonl_partitions_cover_every_value_once(
     parts = [list(whole.within(b)) for b in bounds]
     assert [v for part in parts for v, _ in part] == values
     assert sum(whole.within(b).total() for b in bounds) == len(values)
-    index = data.draw(st.integers(0, count - 1))
-    if parts[index]:
-        at = data.draw(st.integers(0, len(parts[index]) - 1))
-        resumed = jsonl_rows(path, cursor=parts[index][at][1]).within(bounds[index])
-        assert list(resumed) == parts[index][at + 1 :]
+    assert_a_partition_resumes(parts, bounds, lambda c: jsonl_rows(path, cursor=c), data)
