@@ -6,12 +6,14 @@
         return jsonl_rows("events.jsonl", cursor=cursor)        # one JSON value per line
         return csv_batches("orders.csv", 500, cursor=cursor)     # lists of 500 rows
 
-The cursor is the byte offset just after the row: an int, so the whole loop runs in C and
-resume is one seek. A resumed run refuses a file that is now shorter than the offset, or
-has no line start at the offset: it has changed, and seeking into it would skip or repeat
-rows. (Size and mtime are not kept in the cursor: a list per row would cost a third of the
-loop; an appended file is fine.) Pass ``count=True`` for a total: it streams the file once
-more, so it is opt-in. The encoding must be ASCII-compatible (UTF-8, Latin-1, ...).
+The cursor is the byte offset just after the row: an int, so rows zip with their offsets
+in C (no Python frame per row) and resume is one seek. A resumed run refuses a file that is
+now shorter than the offset, or has no line start at the offset: it has changed, and seeking
+into it would skip or repeat rows. (Size and mtime are not kept in the cursor: a list per
+row would cost a third of the loop; an appended file is fine.) Pass ``count=True`` for a
+total: it streams the file once more, so it is opt-in. The encoding must be
+ASCII-compatible (UTF-8, Latin-1, ...). For
+``--partitions N`` a file splits into N byte ranges of near-equal size, each starting on a row.
 """
 
 from __future__ import annotations

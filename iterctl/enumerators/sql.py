@@ -20,6 +20,7 @@ is appended; a nullable one is refused. The cursor is a JSON list of the last ro
 
 a row-value comparison on PostgreSQL and SQLite; on MySQL/MariaDB, which scan for it, the
 expanded ``a >= :a AND (a > :a OR a = :a AND b > :b)``: an index range scan either way.
+For ``--partitions N`` each builder splits into N key ranges of near-equal row counts.
 Importing this module imports SQLAlchemy; ``iterctl.enumerators`` loads it only when used.
 """
 
@@ -295,6 +296,11 @@ class Keyset:
         self.row_values = dialect.name not in _ROW_VALUES_SCAN
         self.resume = self._decode(cursor, what)
 
+    @property
+    def query(self) -> Select[Any]:
+        """The author's query (with a partition's bounds, if any)."""
+        return self._query
+
     def _decode(self, cursor: Cursor, what: str) -> list[Any] | None:
         if cursor is None:
             return None
@@ -461,7 +467,7 @@ class RecordBatches(_SqlEnumerator):
 class KeyRange:
     """The bounds of one batch, for a bulk statement over exactly its rows.
 
-    ``first`` and ``last`` are the cursor values of its first and last rows; ``where`` is
+    ``first`` and ``last`` are the key values of its first and last rows; ``where`` is
     the condition selecting them (the query's own WHERE included), ready for
     ``update(table).where(batch.where)`` or ``delete``; ``select`` is the query limited to it.
     """
@@ -479,7 +485,7 @@ class BatchRanges(_SqlEnumerator):
         keyset = self._keyset
         query = keyset.only_keys()
         positions = list(range(len(keyset.keys)))
-        own = keyset._query.whereclause
+        own = keyset.query.whereclause
         for rows in keyset.batches(query, positions):
             first, last = list(rows[0]), list(rows[-1])
             typed = [[literal(v, k.column.type) for v, k in zip(bound, keyset.keys, strict=True)]
@@ -491,7 +497,7 @@ class BatchRanges(_SqlEnumerator):
             )
             where = bounds if own is None else and_(own, bounds)
             cursor = next(keyset.cursors(rows[-1:], positions))
-            yield KeyRange(first, last, where, keyset._query.where(bounds)), cursor
+            yield KeyRange(first, last, where, keyset.query.where(bounds)), cursor
 
     def total(self) -> int | None:
         total = super().total()
