@@ -515,8 +515,10 @@ def records(
 ) -> Records:
     """Rows of ``query`` after ``cursor``, fetched ``batch_size`` at a time by keyset.
 
-    ``bind`` is an Engine or a session factory (needed for ORM entities, whose items are
-    the entities). ``count=True`` gives a total from ``SELECT count(*)``, run once.
+    ``bind`` is an Engine or a session factory. For an ORM entity query the items are the
+    entities, detached once their batch's session closes: load what each item needs with
+    the query (``selectinload``), or ``session.merge`` it. ``count=True`` gives a total
+    from ``SELECT count(*)``, run once.
     """
     return Records(
         Keyset(bind, query, columns=columns, batch_size=batch_size, cursor=cursor,
