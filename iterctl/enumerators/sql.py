@@ -250,6 +250,23 @@ def _position(query: Select[Any], column: Column[Any]) -> int | None:
     return None
 
 
+def _refuse_paging(query: Select[Any], what: str) -> None:
+    """Refuse a query that orders or pages itself: the walk's order is the cursor's."""
+    if not isinstance(query, Select):
+        raise UsageError(f"{what} needs a select() statement, not {type(query).__name__}")
+    for clause, present in (
+        ("an ORDER BY", bool(query._order_by_clauses)),
+        ("a LIMIT", query._limit_clause is not None),
+        ("an OFFSET", query._offset_clause is not None),
+    ):
+        if present:
+            raise UsageError(
+                f"{what} query has {clause}: iterctl orders and pages by the cursor "
+                "columns itself — remove it, filter with .where(...) and name the order "
+                "with columns=[...]"
+            )
+
+
 class Keyset:
     """The keyset walk shared by the SQL builders: statements, cursor codec, batches."""
 
@@ -263,19 +280,7 @@ class Keyset:
         cursor: Cursor,
         what: str,
     ) -> None:
-        if not isinstance(query, Select):
-            raise UsageError(f"{what} needs a select() statement, not {type(query).__name__}")
-        for clause, present in (
-            ("an ORDER BY", bool(query._order_by_clauses)),
-            ("a LIMIT", query._limit_clause is not None),
-            ("an OFFSET", query._offset_clause is not None),
-        ):
-            if present:
-                raise UsageError(
-                    f"{what} query has {clause}: iterctl orders and pages by the cursor "
-                    "columns itself — remove it, filter with .where(...) and name the order "
-                    "with columns=[...]"
-                )
+        _refuse_paging(query, what)
         if batch_size < 1:
             raise UsageError(f"batch_size {batch_size} is less than 1 — use 1 or more")
         self.batch_size = batch_size
