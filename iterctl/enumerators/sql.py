@@ -43,6 +43,7 @@ from sqlalchemy import (
     Engine,
     Join,
     Select,
+    UniqueConstraint,
     and_,
     bindparam,
     false,
@@ -171,7 +172,7 @@ def _is_unique(table: Any, columns: list[Column[Any]]) -> bool:
     names = {c.name for c in columns if c.table is table}
     candidates = [[c.name for c in table.primary_key.columns]]
     candidates += [[c.name for c in k.columns] for k in getattr(table, "constraints", ())
-                   if type(k).__name__ == "UniqueConstraint"]
+                   if isinstance(k, UniqueConstraint)]
     candidates += [[c.name for c in i.columns] for i in getattr(table, "indexes", ()) if i.unique]
     return any(found and set(found) <= names for found in candidates)
 
