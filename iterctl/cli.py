@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, NoReturn
 
@@ -157,23 +158,23 @@ def run(
     """Run MODULE:CLASS from the start, or from where the job id stopped."""
     from iterctl.launch import run_job
 
-    token = _process_token
-    # Before any job code runs, its import included; kept to the end, as we exit after it.
-    with signals_stop(token, restore=False):
-        reporter, bar_interval = _reporter(log_format)
-        result = run_job(
+    _run_and_exit(
+        lambda token, reporter, settings: run_job(
             job_path=job,
             job_id=job_id,
             raw_params=parse_param_pairs(param or []),
             store_location=store,
-            settings=_settings(checkpoint_interval, bar_interval or progress_interval, max_runtime),
+            settings=settings,
             token=token,
             reporter=reporter,
             announce_id=_announce_id,
             partitions=partitions,
             partition=partition,
-        )
-    _exit_with(result, termination_log)
+        ),
+        log_format=log_format,
+        pacing=(checkpoint_interval, progress_interval, max_runtime),
+        termination_log=termination_log,
+    )
 
 
 @app.command()
@@ -190,18 +191,19 @@ def resume(
     """Carry on with JOB_ID after its last completed item, with the params it started with."""
     from iterctl.launch import resume_job
 
-    token = _process_token
-    with signals_stop(token, restore=False):
-        reporter, bar_interval = _reporter(log_format)
-        result = resume_job(
+    _run_and_exit(
+        lambda token, reporter, settings: resume_job(
             job_id=job_id,
             store_location=store,
-            settings=_settings(checkpoint_interval, bar_interval or progress_interval, max_runtime),
+            settings=settings,
             token=token,
             reporter=reporter,
             partition=partition,
-        )
-    _exit_with(result, termination_log)
+        ),
+        log_format=log_format,
+        pacing=(checkpoint_interval, progress_interval, max_runtime),
+        termination_log=termination_log,
+    )
 
 
 @app.command()
@@ -267,16 +269,29 @@ def cancel(
 # -- helpers ----------------------------------------------------------------------------
 
 
-def _settings(checkpoint: float, progress: float, max_runtime: float | None) -> RunSettings:
-    return RunSettings(
-        checkpoint_interval=checkpoint, progress_interval=progress, max_runtime=max_runtime
-    )
-
-
-def _reporter(log_format: LogFormat) -> tuple[Reporter, float | None]:
+def _run_and_exit(
+    start: Callable[[StopToken, Reporter, RunSettings], RunResult],
+    *,
+    log_format: LogFormat,
+    pacing: tuple[float, float, float | None],
+    termination_log: str | None,
+) -> NoReturn:
+    """What `run` and `resume` share: signals, reporter and pacing around the core call."""
     from iterctl.report import make_reporter
 
-    return make_reporter(log_format.value)
+    checkpoint_interval, progress_interval, max_runtime = pacing
+    token = _process_token
+    # Before any job code runs, its import included; kept to the end, as we exit after it.
+    with signals_stop(token, restore=False):
+        reporter, bar_interval = make_reporter(log_format.value)
+        settings = RunSettings(
+            checkpoint_interval=checkpoint_interval,
+            # On a terminal the bar wants a few updates a second, whatever the option says.
+            progress_interval=bar_interval or progress_interval,
+            max_runtime=max_runtime,
+        )
+        result = start(token, reporter, settings)
+    _exit_with(result, termination_log)
 
 
 def _announce_id(job_id: str) -> None:

@@ -7,12 +7,13 @@ Every store (SQL through SQLAlchemy, a JSON file, memory for tests) implements
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
 from iterctl.errors import UsageError
+from iterctl.stores.file_hold import holder_name
 
 
 class Status(StrEnum):
@@ -100,6 +101,43 @@ class JobRecord:
 
 #: Records of one job id or of a whole store (a name that a method called `list` can't shadow).
 Records = list[JobRecord]
+
+
+def acquired(before: JobRecord) -> JobRecord:
+    """``before`` as a new hold leaves it: running, fenced anew, held by this process.
+
+    A record still marked running after a run began was left by a process that died:
+    that counts as an interruption. (Stores that keep records as values share this; the
+    SQL store says the same in one UPDATE.)
+    """
+    crashed = before.status is Status.RUNNING and before.fence > 0
+    return replace(
+        before,
+        fence=before.fence + 1,
+        status=Status.RUNNING,
+        holder=holder_name(),
+        times_interrupted=before.times_interrupted + crashed,
+        updated_at=utc_now(),
+    )
+
+
+def checkpointed(current: JobRecord, checkpoint: Checkpoint) -> JobRecord:
+    """``current`` with ``checkpoint`` applied; a cancelled record keeps its status."""
+    updated = replace(
+        current,
+        cursor_json=checkpoint.cursor_json,
+        processed=checkpoint.processed,
+        total=current.total if checkpoint.total is None else checkpoint.total,
+        updated_at=utc_now(),
+    )
+    if current.status is Status.CANCELLED:
+        return updated
+    return replace(
+        updated,
+        status=checkpoint.status,
+        error=checkpoint.error,
+        times_interrupted=current.times_interrupted + (checkpoint.status is Status.INTERRUPTED),
+    )
 
 
 def hold_name(job_id: str, partition: int) -> str:

@@ -30,10 +30,12 @@ from iterctl.stores.base import (
     JobRecord,
     Records,
     Status,
+    acquired,
+    checkpointed,
     hold_name,
     utc_now,
 )
-from iterctl.stores.file_hold import FileHolds, holder_name
+from iterctl.stores.file_hold import FileHolds
 
 SCHEMA_VERSION = 1
 
@@ -170,15 +172,7 @@ class JsonFileStore:
                 before = _record(raw)
                 if before.status not in RESUMABLE:
                     return Hold(job_id, before.fence, before, partition)
-                crashed = 1 if before.status is Status.RUNNING and before.fence > 0 else 0
-                after = replace(
-                    before,
-                    fence=before.fence + 1,
-                    status=Status.RUNNING,
-                    holder=holder_name(),
-                    times_interrupted=before.times_interrupted + crashed,
-                    updated_at=utc_now(),
-                )
+                after = acquired(before)
                 _put(document, after)
         except BaseException:
             self._holds.drop(name)
@@ -195,22 +189,7 @@ class JsonFileStore:
                     "this one stopped without saving"
                 )
             cancelled = current.status is Status.CANCELLED
-            updated = replace(
-                current,
-                cursor_json=checkpoint.cursor_json,
-                processed=checkpoint.processed,
-                total=current.total if checkpoint.total is None else checkpoint.total,
-                updated_at=utc_now(),
-            )
-            if not cancelled:
-                updated = replace(
-                    updated,
-                    status=checkpoint.status,
-                    error=checkpoint.error,
-                    times_interrupted=current.times_interrupted
-                    + (checkpoint.status is Status.INTERRUPTED),
-                )
-            _put(document, updated)
+            _put(document, checkpointed(current, checkpoint))
         if cancelled:
             raise JobCancelledError(f"job {hold.job_id} was cancelled")
 

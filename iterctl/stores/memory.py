@@ -13,10 +13,11 @@ from iterctl.stores.base import (
     JobRecord,
     Records,
     Status,
+    acquired,
+    checkpointed,
     hold_name,
     utc_now,
 )
-from iterctl.stores.file_hold import holder_name
 
 
 class MemoryStore:
@@ -76,15 +77,7 @@ class MemoryStore:
             self._held.add(name)
             if before.status not in RESUMABLE:
                 return Hold(job_id, before.fence, before, partition)
-            self._records[name] = replace(
-                before,
-                fence=before.fence + 1,
-                status=Status.RUNNING,
-                holder=holder_name(),
-                times_interrupted=before.times_interrupted
-                + (before.status is Status.RUNNING and before.fence > 0),
-                updated_at=utc_now(),
-            )
+            self._records[name] = acquired(before)
             return Hold(job_id, before.fence + 1, before, partition)
 
     def checkpoint(self, hold: Hold, checkpoint: Checkpoint) -> None:
@@ -94,22 +87,7 @@ class MemoryStore:
             if current.fence != hold.fence:
                 raise LostHoldError(f"job {name} was taken over by another process")
             cancelled = current.status is Status.CANCELLED
-            updated = replace(
-                current,
-                cursor_json=checkpoint.cursor_json,
-                processed=checkpoint.processed,
-                total=current.total if checkpoint.total is None else checkpoint.total,
-                updated_at=utc_now(),
-            )
-            if not cancelled:
-                updated = replace(
-                    updated,
-                    status=checkpoint.status,
-                    error=checkpoint.error,
-                    times_interrupted=current.times_interrupted
-                    + (checkpoint.status is Status.INTERRUPTED),
-                )
-            self._records[name] = updated
+            self._records[name] = checkpointed(current, checkpoint)
         if cancelled:
             raise JobCancelledError(f"job {name} was cancelled")
 
