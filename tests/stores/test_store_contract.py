@@ -1,0 +1,448 @@
+"""One suite for every store: what the runner and the CLI rely on, whatever ``--store`` is."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from iterctl.errors import (
+    JobCancelledError,
+    JobHeldError,
+    LostHoldError,
+    StoreUnavailableError,
+    UsageError,
+)
+from iterctl.stores import Checkpoint, Status, Store, open_store
+from tests.stores.conftest import (
+    StoreUnderTest,
+    drop_hold_behind_its_back,
+    new_job_id,
+    new_record,
+)
+
+THIS_PROCESS = f"pid {os.getpid()}"
+
+CONTRACT_FIELDS = {
+    "job_id",
+    "job",
+    "status",
+    "params",
+    "cursor",
+    "processed",
+    "total",
+    "times_interrupted",
+    "error",
+    "created_at",
+    "updated_at",
+}
+
+
+def created(store: Store) -> str:
+    """Create a fresh record in ``store`` and return its job id."""
+    record, was_new = store.create(new_record())
+    assert was_new
+    return record.job_id
+
+
+def running_checkpoint(cursor_json: str, processed: int) -> Checkpoint:
+    return Checkpoint(cursor_json, processed, Status.RUNNING)
+
+
+# -- records -------------------------------------------------------------------------
+
+
+def test_create_then_get_and_list_return_the_record(stores: StoreUnderTest) -> None:
+    """A created record comes back from get() and appears in list(), oldest first."""
+    store = stores.open()
+    first, second = new_record(), new_record()
+    assert store.create(first) == (first, True)
+    store.create(second)
+
+    got = store.get(first.job_id)
+    assert got is not None
+    assert (got.job, got.params, got.status, got.processed) == (
+        "tests.jobs:Count",
+        {"limit": "10"},
+        Status.RUNNING,
+        0,
+    )
+    assert (got.cursor_json, got.total, got.times_interrupted, got.fence) == (None, None, 0, 0)
+    listed = [r.job_id for r in store.list() if r.job_id in (first.job_id, second.job_id)]
+    assert listed == [first.job_id, second.job_id]
+    assert store.get(new_job_id()) is None
+
+
+def test_create_of_an_existing_id_returns_the_existing_record_unchanged(
+    stores: StoreUnderTest,
+) -> None:
+    """create() of a taken job id returns (the stored record, False) and changes nothing."""
+    store = stores.open()
+    original = new_record(job="tests.jobs:First")
+    store.create(original)
+    before = store.get(original.job_id)
+
+    existing, was_new = store.create(new_record(original.job_id, job="tests.jobs:Second"))
+
+    assert was_new is False
+    assert existing.job == "tests.jobs:First"
+    assert store.get(original.job_id) == before
+
+
+def test_to_json_has_exactly_the_contract_fields_with_utc_iso_times(
+    stores: StoreUnderTest,
+) -> None:
+    """status --json objects carry CONTRACT §2's fields plus holder, times in ISO 8601 UTC."""
+    store = stores.open()
+    job_id = created(store)
+    hold = store.acquire(job_id)
+    store.checkpoint(hold, Checkpoint('{"id":7}', 3, Status.INTERRUPTED, total=9))
+    record = store.get(job_id)
+    assert record is not None
+
+    document = record.to_json()
+
+    assert set(document) == CONTRACT_FIELDS | {"holder"}
+    assert document["cursor"] == {"id": 7}
+    assert (document["processed"], document["total"], document["status"]) == (3, 9, "interrupted")
+    for name in ("created_at", "updated_at"):
+        moment = datetime.fromisoformat(document[name])
+        assert moment.utcoffset() == timedelta(0), f"{name} is not UTC: {document[name]}"
+
+
+# -- holds -------------------------------------------------------------------------
+
+
+def test_acquire_marks_running_bumps_the_fence_and_names_the_holder(
+    stores: StoreUnderTest,
+) -> None:
+    """acquire() returns a hold with the next fence and records this process as holder."""
+    store = stores.open()
+    job_id = created(store)
+
+    hold = store.acquire(job_id)
+
+    record = store.get(job_id)
+    assert record is not None
+    assert hold.fence == 1
+    assert hold.record.fence == 0
+    assert (record.status, record.fence) == (Status.RUNNING, 1)
+    assert record.holder is not None
+    assert THIS_PROCESS in record.holder
+
+
+def test_a_second_store_cannot_acquire_a_held_job_and_is_told_who_holds_it(
+    stores: StoreUnderTest,
+) -> None:
+    """While one store object holds a job id, another gets JobHeldError naming host and pid."""
+    first = stores.open()
+    job_id = created(first)
+    first.acquire(job_id)
+
+    with pytest.raises(JobHeldError, match=THIS_PROCESS) as refused:
+        stores.open().acquire(job_id)
+
+    assert "host " in str(refused.value)
+    assert job_id in str(refused.value)
+
+
+def test_release_lets_another_store_acquire(stores: StoreUnderTest) -> None:
+    """After release() the job id can be acquired again, with a newer fence."""
+    first = stores.open()
+    job_id = created(first)
+    hold = first.acquire(job_id)
+    first.checkpoint(hold, Checkpoint("1", 1, Status.INTERRUPTED))
+    first.release(hold)
+
+    again = stores.open().acquire(job_id)
+
+    assert again.fence == 2
+
+
+def test_a_record_left_running_by_a_dead_holder_counts_one_interruption(
+    stores: StoreUnderTest,
+) -> None:
+    """Acquiring a record still 'running' after a run began counts one interruption."""
+    first = stores.open()
+    job_id = created(first)
+    first.acquire(job_id)
+    drop_hold_behind_its_back(first, job_id)  # the holder died without a word
+
+    hold = stores.open().acquire(job_id)
+
+    assert hold.record.status is Status.RUNNING
+    record = first.get(job_id)
+    assert record is not None
+    assert record.times_interrupted == 1
+
+
+def test_acquiring_a_fresh_record_counts_no_interruption(stores: StoreUnderTest) -> None:
+    """A record never run before (fence 0) is 'running' too, but not interrupted."""
+    store = stores.open()
+    job_id = created(store)
+
+    store.acquire(job_id)
+
+    record = store.get(job_id)
+    assert record is not None
+    assert record.times_interrupted == 0
+
+
+# -- checkpoints ---------------------------------------------------------------------
+
+
+def test_checkpoint_saves_cursor_count_status_and_total_together(
+    stores: StoreUnderTest,
+) -> None:
+    """A checkpoint writes cursor, processed, status, total and error in one step."""
+    store = stores.open()
+    job_id = created(store)
+    hold = store.acquire(job_id)
+
+    store.checkpoint(hold, Checkpoint('[1,"a"]', 5, Status.RUNNING, total=50))
+    record = store.get(job_id)
+    assert record is not None
+    assert (record.cursor_json, record.processed, record.status, record.total) == (
+        '[1,"a"]',
+        5,
+        Status.RUNNING,
+        50,
+    )
+
+    store.checkpoint(hold, Checkpoint("9", 9, Status.FAILED, error="ValueError: boom"))
+    record = store.get(job_id)
+    assert record is not None
+    assert (record.cursor_json, record.processed, record.status) == ("9", 9, Status.FAILED)
+    assert (record.total, record.error) == (50, "ValueError: boom")  # total kept when None
+
+
+def test_an_interrupted_checkpoint_counts_one_interruption(stores: StoreUnderTest) -> None:
+    """Each INTERRUPTED checkpoint adds one to times_interrupted; RUNNING ones do not."""
+    store = stores.open()
+    job_id = created(store)
+    hold = store.acquire(job_id)
+    store.checkpoint(hold, running_checkpoint("1", 1))
+
+    store.checkpoint(hold, Checkpoint("2", 2, Status.INTERRUPTED))
+
+    record = store.get(job_id)
+    assert record is not None
+    assert (record.status, record.times_interrupted) == (Status.INTERRUPTED, 1)
+
+
+def test_a_checkpoint_after_the_hold_was_taken_over_is_refused_and_changes_nothing(
+    stores: StoreUnderTest,
+) -> None:
+    """Fencing: once another store took the job id, the old holder's checkpoint raises
+    LostHoldError and leaves the record as the new holder has it."""
+    first = stores.open()
+    job_id = created(first)
+    stale = first.acquire(job_id)
+    first.checkpoint(stale, running_checkpoint("1", 1))
+    drop_hold_behind_its_back(first, job_id)
+    second = stores.open()
+    fresh = second.acquire(job_id)
+    second.checkpoint(fresh, running_checkpoint("4", 4))
+    before = second.get(job_id)
+
+    with pytest.raises(LostHoldError):
+        first.checkpoint(stale, Checkpoint("2", 2, Status.INTERRUPTED))
+
+    assert second.get(job_id) == before
+
+
+# -- cancel --------------------------------------------------------------------------
+
+
+def test_cancel_marks_the_job_cancelled_and_the_next_checkpoint_saves_then_raises(
+    stores: StoreUnderTest,
+) -> None:
+    """After cancel, the holder's next checkpoint saves cursor and count, raises
+    JobCancelledError, and the status stays cancelled."""
+    store = stores.open()
+    job_id = created(store)
+    hold = store.acquire(job_id)
+
+    cancelled = stores.open().cancel(job_id)
+    assert cancelled.status is Status.CANCELLED
+
+    with pytest.raises(JobCancelledError):
+        store.checkpoint(hold, Checkpoint("3", 3, Status.INTERRUPTED))
+
+    record = store.get(job_id)
+    assert record is not None
+    assert (record.status, record.cursor_json, record.processed) == (Status.CANCELLED, "3", 3)
+
+
+def test_cancel_of_an_unknown_job_id_is_a_usage_error(stores: StoreUnderTest) -> None:
+    """cancel() of an id the store has never seen raises UsageError naming it."""
+    job_id = new_job_id()
+
+    with pytest.raises(UsageError, match=job_id):
+        stores.open().cancel(job_id)
+
+
+def test_cancel_of_a_succeeded_job_changes_nothing(stores: StoreUnderTest) -> None:
+    """A job that already succeeded stays succeeded when cancelled."""
+    store = stores.open()
+    job_id = created(store)
+    hold = store.acquire(job_id)
+    store.checkpoint(hold, Checkpoint("10", 10, Status.SUCCEEDED))
+    store.release(hold)
+    before = store.get(job_id)
+
+    after = store.cancel(job_id)
+
+    assert after.status is Status.SUCCEEDED
+    assert store.get(job_id) == before
+
+
+# -- the hold dies with its process --------------------------------------------------
+
+_HOLDER = """
+import sys, time
+from iterctl.stores import open_store
+store = open_store(sys.argv[1])
+store.acquire(sys.argv[2])
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_hold_is_freed_when_its_process_is_killed(process_stores: StoreUnderTest) -> None:
+    """A SIGKILLed holder frees the job id without a timeout: at once for file locks,
+    within seconds for a server that must notice the closed socket."""
+    store = process_stores.open()
+    job_id = created(store)
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, process_stores.location, job_id],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "held"
+        with pytest.raises(JobHeldError, match=f"pid {child.pid}"):
+            store.acquire(job_id)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        if child.stdout is not None:
+            child.stdout.close()
+
+    server = process_stores.kind in ("postgres", "mysql")
+    deadline = time.monotonic() + (5 if server else 0)
+    while True:
+        try:
+            store.acquire(job_id)
+            break
+        except JobHeldError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
+    record = store.get(job_id)
+    assert record is not None
+    assert record.times_interrupted == 1
+    assert record.holder is not None
+    assert THIS_PROCESS in record.holder
+
+
+# -- stores that cannot be opened ----------------------------------------------------
+
+
+def test_a_sqlite_store_in_a_missing_folder_is_unavailable(tmp_path: Path) -> None:
+    """A SQLite path whose folder does not exist is StoreUnavailableError, and no folder
+    is created."""
+    missing = tmp_path / "nowhere"
+
+    with pytest.raises(StoreUnavailableError, match="does not exist"):
+        open_store(f"sqlite:///{missing / 'iterctl.db'}")
+
+    assert not missing.exists()
+
+
+def test_a_file_that_is_not_a_database_is_unavailable_and_left_unchanged(
+    tmp_path: Path,
+) -> None:
+    """Pointing --store at a file that is not SQLite is refused without touching it."""
+    path = tmp_path / "notes.db"
+    content = b"these are my notes, not a database\n" * 200
+    path.write_bytes(content)
+
+    with pytest.raises(StoreUnavailableError):
+        open_store(f"sqlite:///{path}")
+
+    assert path.read_bytes() == content
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"jobs": 3}'])
+def test_a_corrupt_json_store_is_unavailable(tmp_path: Path, content: str) -> None:
+    """A .json store that is not an iterctl document is StoreUnavailableError."""
+    path = tmp_path / "iterctl.json"
+    path.write_text(content)
+
+    with pytest.raises(StoreUnavailableError, match="not an iterctl JSON store"):
+        open_store(str(path))
+
+    assert path.read_text() == content
+
+
+def test_an_unreachable_server_is_unavailable_and_the_password_is_not_shown() -> None:
+    """A server nobody listens for is StoreUnavailableError; the message hides the password."""
+    with pytest.raises(StoreUnavailableError) as refused:
+        open_store("postgresql+psycopg://u:sekrit@127.0.0.1:1/x")
+
+    assert "sekrit" not in str(refused.value)
+    assert "127.0.0.1:1" in str(refused.value)
+
+
+def test_an_unknown_kind_of_store_is_a_usage_error() -> None:
+    """A URL scheme SQLAlchemy has no dialect for is a usage error that lists the kinds."""
+    with pytest.raises(UsageError, match="unknown kind of store"):
+        open_store("nosuchdb://somewhere/x")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "json"])
+def test_store_files_are_readable_by_their_owner_only(tmp_path: Path, kind: str) -> None:
+    """Every file a SQLite or JSON store creates is mode 0600, its holds folder 0700."""
+    location = f"sqlite:///{tmp_path / 's.db'}" if kind == "sqlite" else str(tmp_path / "s.json")
+    old_umask = os.umask(0o022)  # the usual umask, which would leave files world-readable
+    try:
+        store = open_store(location)
+        job_id = created(store)
+        hold = store.acquire(job_id)
+        store.checkpoint(hold, running_checkpoint("1", 1))
+    finally:
+        os.umask(old_umask)
+
+    modes = {
+        str(path.relative_to(tmp_path)): path.stat().st_mode & 0o777 for path in tmp_path.rglob("*")
+    }
+    store.close()
+    expected = {name: (0o700 if (tmp_path / name).is_dir() else 0o600) for name in modes}
+    assert modes == expected
+
+
+def test_a_record_round_trips_through_every_field(stores: StoreUnderTest) -> None:
+    """Every field given at creation comes back as it was (partition fields included)."""
+    store = stores.open()
+    record = replace(
+        new_record(),
+        params={"a": "1", "b": "x=y"},
+        cursor_json='{"k":[1,2]}',
+        processed=4,
+        total=8,
+        error=None,
+    )
+
+    store.create(record)
+
+    assert store.get(record.job_id) == record
