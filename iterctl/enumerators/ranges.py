@@ -63,11 +63,12 @@ class IntRange(Enumerator[int]):
     def split(self, count: int) -> list[Cursor]:
         if self._stop is None:
             return super().split(count)  # an endless range has no even split
-        values = range(self._start, self._stop, self._step)
-        # [first, end) values of contiguous runs; `end` is exclusive, as in range().
+        length = len(range(self._start, self._stop, self._step))
+        # [first, end) values of contiguous runs; `end` is exclusive, as in range(). An
+        # empty range gives N empty runs [start, start).
         return [
-            [values[lo] if lo < len(values) else self._stop, self._start + hi * self._step]
-            for lo, hi in even_slices(len(values), count)
+            [self._start + lo * self._step, self._start + hi * self._step]
+            for lo, hi in even_slices(length, count)
         ]
 
     def within(self, bounds: Cursor) -> IntRange:

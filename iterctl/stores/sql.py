@@ -430,11 +430,10 @@ class SqlStore:
             return
         conn = self._hold_connections.pop(job_id, None)
         if conn is not None:
-            # Closing the session releases its lock; an unreachable server already has.
-            try:
-                conn.close()
-            except sa_exc.DBAPIError:
-                conn.invalidate()
+            # End the database session itself, which releases its lock: close() alone
+            # would only hand the connection, lock and all, back to the pool.
+            conn.invalidate()
+            conn.close()
 
     def _lock_statement(self) -> Any:
         if self._dialect == "postgresql":
