@@ -30,10 +30,27 @@ def build_params(job_class: type[Job], raw: dict[str, str]) -> Any:
             f"{job_class.__name__}.Params must be a pydantic model "
             "(class Params(pydantic.BaseModel): ...)"
         )
+    _refuse_unknown(job_class, model, raw)
     try:
         return validate(raw)
     except ValueError as error:  # pydantic's ValidationError is a ValueError
         raise UsageError(_describe_invalid(job_class, error)) from None
+
+
+def _refuse_unknown(job_class: type[Job], model: Any, raw: dict[str, str]) -> None:
+    """A typo'd --param would otherwise be dropped without a word; the model says what exists.
+
+    A model that allows extra fields (``extra="allow"``) gets them all.
+    """
+    fields = getattr(model, "model_fields", None)
+    if fields is None or getattr(model, "model_config", {}).get("extra") == "allow":
+        return
+    unknown = sorted(raw.keys() - fields.keys())
+    if unknown:
+        raise UsageError(
+            f"unknown param {', '.join(map(repr, unknown))} for {job_class.__name__} — "
+            f"it takes: {', '.join(sorted(fields)) or 'no params'}"
+        )
 
 
 def _describe_invalid(job_class: type[Job], error: ValueError) -> str:

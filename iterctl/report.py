@@ -111,7 +111,8 @@ class LineReporter:
                 f"{of_total} items, cursor {_short(cursor)}"
             )
         else:
-            text = f"started job {self._label} ({record.job}), {total or 'unknown'} items"
+            count = "an unknown number of" if total is None else f"{total:,}"
+            text = f"started job {self._label} ({record.job}), {count} items"
         self._emit(
             "resume" if resumed else "start",
             text,
@@ -178,11 +179,9 @@ _EVENTS = {
 def describe_result(result: RunResult) -> str:
     """One human line saying how a run ended and what to do next."""
     job_id = result.job_id
-    resume = f"iterctl resume {job_id}"
+    resume = result.resume_command or f"iterctl resume {job_id}"
     if result.partition is not None:
-        index = result.partition.split("/")[0]
         job_id = f"{job_id} partition {result.partition}"
-        resume += f" --partition {index}"
     where = f"{result.processed:,} items done, cursor {_short(result.cursor)}"
     match result.outcome:
         case Outcome.SUCCEEDED if result.reason == "already succeeded":
@@ -198,6 +197,8 @@ def describe_result(result: RunResult) -> str:
                 f"job {job_id} failed: {type(result.error).__name__}: {result.error} "
                 f"({where}) — fix it, then: {resume}"
             )
+        case Outcome.REFUSED:
+            return f"job {job_id} refused: {result.error}"
         case _:
             return f"job {job_id} stopped: {result.error} ({where})"
 

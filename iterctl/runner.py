@@ -9,6 +9,7 @@ The per-item path is kept to what a plain ``for`` loop does plus one attribute r
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
@@ -26,6 +27,7 @@ from iterctl.errors import (
 )
 from iterctl.job import Job
 from iterctl.stopping import StopNow, StopToken, Ticker
+from iterctl.stores import DEFAULT_STORE
 from iterctl.stores.base import Checkpoint, Hold, JobRecord, Status, Store
 
 #: Default seconds between checkpoints: a SIGKILL redoes at most this much work, and at
@@ -68,6 +70,8 @@ class RunResult:
     error: BaseException | None = None
     #: "I/N" when the run was partition I of N.
     partition: str | None = None
+    #: The command that carries this job on from where it stopped.
+    resume_command: str = ""
 
     @property
     def exit_code(self) -> ExitCode:
@@ -194,9 +198,12 @@ class Runner:
             enumerator = enumerator.within(partition.bounds)  # type: ignore[attr-defined]
         # A partition's total is its enumerator's; job.count() is the whole job's.
         total = job.count() if partition is None else None
-        if total is None:
+        if total is None and self._total is None:
+            # Counted once, on the first run: a count made on resume may see only what is
+            # left (a query filtered on the column being backfilled, say).
             total_of = getattr(enumerator, "total", None)
             total = total_of() if callable(total_of) else None
+        total = self._total if total is None else total
         if total is not None:
             self._total = total
         self._reporter.started(self._hold.record, resumed=not self._first_run, total=total)
@@ -279,10 +286,26 @@ class Runner:
             if error is None:
                 outcome, error = Outcome.FAILED, hook_error
         result = RunResult(
-            self._hold.job_id, outcome, processed, cursor, reason, error, self._partition_label
+            self._hold.job_id,
+            outcome,
+            processed,
+            cursor,
+            reason,
+            error,
+            self._partition_label,
+            self._resume_command(),
         )
         self._reporter.finished(result)
         return result
+
+    def _resume_command(self) -> str:
+        command = f"iterctl resume {self._hold.job_id}"
+        if self._hold.record.partitions > 1:
+            command += f" --partition {self._hold.partition}"
+        store = self._store.display_name
+        if store != DEFAULT_STORE:
+            command += f" --store {shlex.quote(store)}"
+        return command
 
     # -- the store --------------------------------------------------------------------
 

@@ -101,10 +101,10 @@ schema_table = Table(
 )
 
 _INSTALL_HINTS = {
-    "psycopg": "pip install 'iterctl[postgres]'",
-    "psycopg2": "pip install 'iterctl[postgres]' and use postgresql+psycopg://",
-    "pymysql": "pip install 'iterctl[mysql]'",
-    "MySQLdb": "pip install 'iterctl[mysql]' and use mysql+pymysql://",
+    "psycopg": "install it: pip install 'psycopg[binary]' (iterctl's `postgres` extra)",
+    "psycopg2": "use postgresql+psycopg:// and pip install 'psycopg[binary]'",
+    "pymysql": "install it: pip install pymysql (iterctl's `mysql` extra)",
+    "MySQLdb": "use mysql+pymysql:// and pip install pymysql",
 }
 
 
@@ -247,7 +247,7 @@ class SqlStore:
         except sa_exc.DBAPIError as error:
             raise StoreUnavailableError(
                 f"cannot use the store {self.display_name}: {_first_line(error)} — "
-                "check that it is running and reachable, and the URL"
+                "check the URL, the credentials and that the server is up"
             ) from None
 
     # -- reading ----------------------------------------------------------------------

@@ -42,6 +42,10 @@ def _store_fingerprint(workdir: Workdir) -> str | None:
         (["run", "testjobs:Numbers", "--checkpoint-interval", "-1"], ["--checkpoint-interval"]),
         (["run", "testjobs:Typed", "--param", "count=many"], ["'count'", "many"]),
         (["run", "testjobs:Typed"], ["'count'", "Field required"]),
+        (
+            ["run", "testjobs:Typed", "--param", "count=1", "--param", "cuont=2"],
+            ["unknown param 'cuont' for Typed", "it takes: count, ratio"],
+        ),
         (["resume", "nobody"], ["unknown job id 'nobody'"]),
         (["status", "nobody"], ["unknown job id 'nobody'"]),
         (["cancel", "nobody"], ["unknown job id 'nobody'"]),
@@ -93,6 +97,7 @@ def test_an_enumerator_of_bare_items_gets_the_correct_form_shown(workdir: Workdi
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "must return (item, cursor) pairs, but it yielded 1" in result.stderr
+    assert " refused: " in result.stderr
     assert "return ((row, row.id) for row in rows)" in result.stderr
 
 

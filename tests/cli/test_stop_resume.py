@@ -272,3 +272,17 @@ def test_sigterm_while_the_job_module_imports_still_exits_75(workdir: Workdir) -
     assert finished.returncode == 75, finished.stderr
     assert not workdir.log.exists()  # no item was started after the stop request
     assert workdir.status("early")["status"] == "interrupted"
+
+
+def test_the_resume_hint_names_a_store_other_than_the_default(workdir: Workdir) -> None:
+    """The stop line's resume command works as printed, --store included."""
+    store = str(workdir.path / "elsewhere.json")
+    command = _numbers(workdir, "hinted", "--param", "count=400", "--param", "delay=0.005",
+                       "--store", store)  # fmt: skip
+    stopped = workdir.run(*command, "--max-runtime", "0.3")
+    assert stopped.returncode == 75
+    hint = stopped.stderr.split("resume with: ")[1].strip()
+    assert hint == f"iterctl resume hinted --store {store}"
+    resumed = workdir.run(*hint.split()[1:])
+    assert resumed.returncode == 0, resumed.stderr
+    assert workdir.items() == list(range(400))

@@ -52,7 +52,7 @@ def test_text_lines_for_start_progress_and_stop_are_exact() -> None:
     reporter.finished(RunResult("nightly-1", Outcome.STOPPED, 1000, {"id": 1000}, "SIGTERM"))
 
     assert stream.getvalue().splitlines() == [
-        "iterctl: started job nightly-1 (jobs.backfill:Backfill), 10000 items",
+        "iterctl: started job nightly-1 (jobs.backfill:Backfill), 10,000 items",
         "iterctl: job nightly-1: 1,000/10,000, 10.0%, 250.0 items/s, ETA 0m36s, "
         'cursor {"id": 1000}',
         "iterctl: stopped job nightly-1 (SIGTERM): 1,000 items done, "

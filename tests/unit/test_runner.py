@@ -385,6 +385,42 @@ def test_the_total_comes_from_the_enumerators_total_method() -> None:
     assert run.reporter.started_with == [(False, 3)]
 
 
+def test_a_resumed_run_keeps_the_total_counted_on_the_first_run() -> None:
+    """An enumerator that counts only what is left (a filtered query) must not shrink the
+    job's total on resume: the first run's count stands."""
+
+    class Remaining:
+        def __init__(self, cursor: Cursor) -> None:
+            self.start = 0 if cursor is None else cursor + 1
+
+        def __iter__(self) -> Iterator[tuple[int, int]]:
+            return ((n, n) for n in range(self.start, 5))
+
+        def total(self) -> int:
+            return 5 - self.start
+
+    class CountsWhatIsLeft(Numbers):
+        def build_enumerator(self, cursor: Cursor) -> Any:
+            return Remaining(cursor)
+
+        def each_iteration(self, item: Any) -> None:
+            super().each_iteration(item)
+            if item == 1 and not self.resumed:
+                self.stop_token.request("SIGTERM")
+
+        resumed = False
+
+    store = RecordingStore()
+    run_job(CountsWhatIsLeft(), store=store)
+    later = CountsWhatIsLeft()
+    later.resumed = True
+
+    run = run_job(later, store=store, first_run=False)
+
+    assert run.reporter.started_with == [(True, 5)]
+    assert (run.record.processed, run.record.total) == (5, 5)
+
+
 def test_without_count_or_total_the_total_stays_unknown() -> None:
     """A plain generator and no count() leave the total None."""
     run = run_job(Numbers())
