@@ -278,10 +278,21 @@ def print_status_table(jobs: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:
+        # A pipe or a file has no width to respect: don't squeeze the table into 80.
+        console = Console(width=max(console.width, 200))
     if not jobs:
         console.print("no jobs in this store yet — start one with: iterctl run MODULE:CLASS")
         return
-    table = Table("job id", "job", "status", "processed", "total", "cursor", "updated (UTC)")
+    table = Table()
+    # The job id is what people copy into `resume`: never cut it.
+    table.add_column("job id", no_wrap=True, min_width=8)
+    table.add_column("job", overflow="fold")
+    table.add_column("status", overflow="fold")
+    table.add_column("processed", justify="right", overflow="fold")
+    table.add_column("total", justify="right", overflow="fold")
+    table.add_column("cursor", overflow="fold")
+    table.add_column("updated (UTC)", overflow="fold")
     for job in jobs:
         table.add_row(*_status_cells(job, job["job_id"]))
         for part in job.get("partitions", []):
