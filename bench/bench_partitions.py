@@ -42,7 +42,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
-from iterctl import Job  # noqa: E402
+from iterctl import IterctlError, Job  # noqa: E402
 from iterctl.cursor import Cursor  # noqa: E402
 from iterctl.enumerators.ranges import IntRange, int_range  # noqa: E402
 from iterctl.stores import open_store  # noqa: E402
@@ -87,8 +87,9 @@ def scale_out(partitions: int, items: int, folder: Path) -> float:
     out = folder / f"n{partitions}"
     out.mkdir()
     job_id = f"bench-scale-{secrets.token_hex(4)}"
-    command = ["iterctl", "run", "bench_partitions:SleepyItems", "--job-id", job_id,
-               "--store", STORE, "--partitions", str(partitions), "--checkpoint-interval", "1",
+    command = [sys.executable, "-m", "iterctl", "run", "bench_partitions:SleepyItems",
+               "--job-id", job_id, "--store", STORE, "--partitions", str(partitions),
+               "--checkpoint-interval", "1",
                "--param", f"total={items * partitions}", "--param", f"out={out}"]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if not k.startswith("ITERCTL_")}
     processes = [
@@ -248,6 +249,11 @@ def main() -> None:
     items = 500 if options.quick else 3000
     seconds = 4.0 if options.quick else 10.0
     cores = os.cpu_count()
+    try:
+        open_store(STORE).close()
+    except IterctlError as error:
+        print(f"skipped: the store {STORE} cannot be used ({error})")
+        return
     print(f"store: {STORE}; {cores} CPU cores; Python {sys.version.split()[0]}")
 
     print(f"\n(a) scale-out: {items} items of 1 ms per partition, partitions run at once")
