@@ -187,18 +187,20 @@ def _launch(
     token: StopToken,
     reporter: Reporter,
 ) -> RunResult:
-    done = _already_ended(record)
-    if done is not None:
-        return done
     partition = None
     if record.partitions > 1:
         bounds = decode_cursor(record.bounds_json)
         partition = Partition(record.partition, record.partitions, bounds)
     job = job_class(params, job_id=record.job_id, stop_token=token, partition=partition)
+    done = _already_ended(record)
+    if done is not None:
+        _finish_all_complete(store, job)
+        return done
     hold = store.acquire(record.job_id, record.partition)
     try:
         done = _already_ended(hold.record)  # it may have ended while we took the hold
         if done is not None:
+            _finish_all_complete(store, job)
             return done
         runner = Runner(
             job,
@@ -212,6 +214,13 @@ def _launch(
         return runner.run()
     finally:
         store.release(hold)
+
+
+def _finish_all_complete(store: Store, job: Job) -> None:
+    """Run on_all_complete if the whole job is done and nobody has run it yet: a process
+    killed between saving its success and claiming the hook leaves it to the next one."""
+    if store.claim_all_complete(job.job_id):
+        job.on_all_complete()
 
 
 def _already_ended(record: JobRecord) -> RunResult | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 from pathlib import Path
 
 from tests.cli.conftest import Workdir
@@ -129,3 +130,26 @@ def test_cancel_stops_every_partition(workdir: Workdir) -> None:
     # A finished partition stays succeeded; the rest are cancelled, and so is the job.
     assert [part["status"] for part in parts] == ["succeeded", "cancelled"]
     assert workdir.status("gone")["status"] == "cancelled"
+
+
+def test_on_all_complete_left_undone_by_a_crash_runs_at_the_next_start(
+    workdir: Workdir,
+) -> None:
+    """A process killed after saving the last partition's success but before claiming
+    on_all_complete: the next run of any partition claims it and runs it, once."""
+    command = _partitioned(workdir, "late", 10, "--partitions", "2")
+    for index in range(2):
+        assert workdir.run(*command, "--partition", str(index)).returncode == 0
+    logs = workdir.path / "logs"
+    assert len((logs / "all-complete").read_text().splitlines()) == 1
+    # Forget the claim, as if the last process had died before making it.
+    with sqlite3.connect(workdir.path / "iterctl.db") as db:
+        db.execute("UPDATE iterctl_jobs SET all_complete = 0 WHERE job_id = 'late'")
+    (logs / "all-complete").unlink()
+
+    again = workdir.run(*command, "--partition", "0")
+    assert again.returncode == 0
+    assert "already succeeded" in again.stderr
+    assert len((logs / "all-complete").read_text().splitlines()) == 1
+    assert workdir.run(*command, "--partition", "1").returncode == 0
+    assert len((logs / "all-complete").read_text().splitlines()) == 1
