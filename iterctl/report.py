@@ -9,15 +9,17 @@ job id; ``--log-format json`` makes each line a JSON object for log pipelines.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-# rich.progress and rich.table are imported where used: a run off a terminal never
-# needs them, and start-up time counts.
-from rich.console import Console
+# rich is imported where used: a run off a terminal (Kubernetes logs) writes plain lines
+# and never needs it, and start-up time counts.
+if TYPE_CHECKING:
+    from rich.console import Console
 
 from iterctl.cursor import Cursor
 from iterctl.runner import Outcome, RunResult
@@ -30,11 +32,22 @@ LOG_FORMATS = ("text", "json")
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True)
 
 
+#: Variables by which Rich may treat a non-TTY as a terminal.
+_RICH_TERMINAL_VARIABLES = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE")
+
+
 def is_interactive() -> bool:
-    """True when stderr is a terminal a person watches (Rich's own test, env included)."""
+    """True when stderr is a terminal a person watches (Rich's own test, env included).
+
+    Not a TTY and none of Rich's overrides set: certainly not, and no need to load Rich.
+    """
+    if not sys.stderr.isatty() and not any(v in os.environ for v in _RICH_TERMINAL_VARIABLES):
+        return False
     return stderr_console().is_interactive
 
 
@@ -275,6 +288,7 @@ def make_reporter(log_format: str) -> tuple[LineReporter | BarReporter, float | 
 
 def print_status_table(jobs: list[dict[str, Any]]) -> None:
     """``iterctl status`` for people: a row per job id, and one per partition under it."""
+    from rich.console import Console
     from rich.table import Table
 
     console = Console()
