@@ -249,14 +249,8 @@ class SqlStore:
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
         """A connection whose database errors become one line: exit 69, nothing changed."""
-        try:
-            with self._engine.connect() as conn:
-                yield conn
-        except sa_exc.DBAPIError as error:
-            raise StoreUnavailableError(
-                f"cannot use the store {self.display_name}: {_first_line(error)} — "
-                "check the URL, the credentials and that the server is up"
-            ) from None
+        with self._connect_errors(), self._engine.connect() as conn:
+            yield conn
 
     # -- reading ----------------------------------------------------------------------
 
@@ -466,12 +460,13 @@ class SqlStore:
 
     @contextmanager
     def _connect_errors(self) -> Iterator[None]:
+        """Database errors inside the block become one line for people: exit 69."""
         try:
             yield
         except sa_exc.DBAPIError as error:
             raise StoreUnavailableError(
                 f"cannot use the store {self.display_name}: {_first_line(error)} — "
-                "check that it is running and reachable, and the URL"
+                "check the URL, the credentials and that the server is up"
             ) from None
 
 
