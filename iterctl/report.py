@@ -87,7 +87,6 @@ class LineReporter:
         self._job_id = ""
         self._label = ""
         self._partition: int | None = None
-        self._job = ""
         self._start_time = clock()
         self._start_processed = 0
 
@@ -109,7 +108,7 @@ class LineReporter:
         return (processed - self._start_processed) / elapsed if elapsed > 0 else 0.0
 
     def started(self, record: JobRecord, *, resumed: bool, total: int | None) -> None:
-        self._job_id, self._job = record.job_id, record.job
+        self._job_id = record.job_id
         if record.partitions > 1:
             self._label = f"{record.job_id} partition {record.partition}/{record.partitions}"
             self._partition = record.partition

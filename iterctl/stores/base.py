@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from iterctl.cursor import decode_cursor
 from iterctl.errors import UsageError
 from iterctl.stores.file_hold import holder_name
 
@@ -81,8 +82,6 @@ class JobRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The ``status --json`` object (CONTRACT §2)."""
-        from iterctl.cursor import decode_cursor
-
         return {
             "job_id": self.job_id,
             "job": self.job,

@@ -24,9 +24,12 @@ def test_sigterm_mid_item_finishes_the_item_then_exits_75(workdir: Workdir) -> N
     )  # fmt: skip
     workdir.wait_for(lambda lines: "start 2" in lines, process)
     process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
     finished = workdir.finish(process)
 
     assert finished.returncode == 75, finished.stderr
+    # CONTRACT §4: within one item's time (0.4 s) plus one second; +1 s for a busy machine.
+    assert time.monotonic() - signalled < 0.4 + 1 + 1
     assert workdir.lines()[-2:] == ["start 2", "end 2"]
     status = workdir.status("slow")
     assert status["status"] == "interrupted"
