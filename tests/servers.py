@@ -12,9 +12,13 @@ import socket
 
 import pytest
 
+#: The database the tests use on each server: ``test`` unless ITERCTL_TEST_DATABASE names
+#: another, so that two checkouts can run their suites at once without sharing tables.
+DATABASE = os.environ.get("ITERCTL_TEST_DATABASE", "test")
+
 SERVERS = {
-    "postgres": ("postgresql+psycopg://postgres@127.0.0.1:5432/test", 5432),
-    "mysql": ("mysql+pymysql://root@127.0.0.1:3306/test", 3306),
+    "postgres": (f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}", 5432),
+    "mysql": (f"mysql+pymysql://root@127.0.0.1:3306/{DATABASE}", 3306),
 }
 
 
