@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from iterctl.cursor import decode_cursor
 from iterctl.errors import UsageError
@@ -74,6 +74,22 @@ class JobRecord:
     partitions: int = 1
     #: This partition's bounds from the stored plan, as JSON text (None for a plain job).
     bounds_json: str | None = None
+    #: With --concurrency: the cursors of items done past ``cursor_json`` (the watermark),
+    #: as a JSON list; None when there are none.
+    done_json: str | None = None
+    #: Items in progress at once (--concurrency), kept with the job id.
+    concurrency: int = 1
+    #: Other run options kept with the job id, as a JSON object (None: none).
+    options_json: str | None = None
+    #: Items recorded as failed and passed over (--max-failures).
+    failed_items: int = 0
+    #: Seconds of running time across every run, as of the last checkpoint.
+    elapsed: float = 0.0
+    #: Items per second over the last stretch of the latest run, None before one.
+    rate: float | None = None
+    #: The identity of the enumerator's source (a file's size and mtime, say) as JSON text,
+    #: recorded at the first run and checked on resume.
+    source_json: str | None = None
 
     @property
     def hold_name(self) -> str:
@@ -95,6 +111,9 @@ class JobRecord:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "holder": self.holder,
+            "failed_items": self.failed_items,
+            "concurrency": self.concurrency,
+            "elapsed_seconds": self.elapsed,
         }
 
 
@@ -139,6 +158,13 @@ def checkpointed(current: JobRecord, checkpoint: Checkpoint) -> JobRecord:
     )
 
 
+_T = TypeVar("_T")
+
+
+def _kept(new: _T | None, old: _T) -> _T:
+    return old if new is None else new
+
+
 def hold_name(job_id: str, partition: int) -> str:
     """What a hold locks: the job id, or ``ID@I`` for partition I ('@' is not in ids)."""
     return job_id if partition == 0 else f"{job_id}@{partition}"
@@ -164,6 +190,13 @@ class Checkpoint:
     status: Status
     total: int | None = None
     error: str | None = None
+    #: The cursors done past ``cursor_json`` (see JobRecord.done_json).
+    done_json: str | None = None
+    #: The job's count of recorded failures after this checkpoint; None keeps the stored one.
+    failed_items: int | None = None
+    #: Running time across every run, and the recent rate (see JobRecord); None keeps them.
+    elapsed: float | None = None
+    rate: float | None = None
 
 
 class Store(Protocol):

@@ -19,6 +19,7 @@ from sqlalchemy import (
     BigInteger,
     Column,
     Connection,
+    Double,
     Engine,
     Integer,
     MetaData,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
@@ -58,40 +60,117 @@ from iterctl.stores.base import (
 from iterctl.stores.file_hold import FileHolds, holder_name
 
 #: Bumped whenever the tables change; a store written by a newer iterctl is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 metadata = MetaData()
+
+#: Text of any length on every database: MySQL's TEXT stops at 64 KB, LONGTEXT does not.
+LongText = Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+#: A job id compares case-sensitively everywhere: MySQL's default collation ignores case.
+JobId = String(128).with_variant(mysql.VARCHAR(128, collation="utf8mb4_bin"), "mysql", "mariadb")
 
 jobs_table = Table(
     "iterctl_jobs",
     metadata,
-    Column("job_id", String(128), primary_key=True),
+    Column("job_id", JobId, primary_key=True),
     # A partitioned job has one row per partition; a plain job has partition 0 of 1.
     Column("partition_index", Integer, primary_key=True, default=0),
     Column("partitions", Integer, nullable=False, default=1),
     Column("job", String(512), nullable=False),
-    Column("params", Text, nullable=False),
+    Column("params", LongText, nullable=False),
     Column("status", String(16), nullable=False),
-    Column("cursor", Text),
+    Column("cursor", LongText),
     Column("processed", BigInteger, nullable=False),
     Column("total", BigInteger),
     Column("times_interrupted", Integer, nullable=False),
-    Column("error", Text),
+    Column("error", LongText),
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
     Column("holder", String(300)),
     Column("fence", BigInteger, nullable=False),
     # Since schema 2: a partition's bounds from the job's plan, and on partition 0 whether
     # on_all_complete has been claimed by the partition that finished last.
-    Column("bounds", Text),
+    Column("bounds", LongText),
     Column("all_complete", Integer, nullable=False, default=0),
+    # Since schema 3: items done past the cursor (the watermark) with --concurrency, as a
+    # JSON list of their cursors; the concurrency and other run options kept with the job;
+    # how many items were recorded as failed; running time across runs; the recent rate;
+    # the identity of the enumerator's source (a file's size and mtime, say).
+    Column("done", LongText),
+    Column("concurrency", Integer, nullable=False, default=1),
+    Column("options", LongText),
+    Column("failed_items", BigInteger, nullable=False, default=0),
+    Column("elapsed", Double, nullable=False, default=0.0),
+    Column("rate", Double),
+    Column("source", LongText),
 )
 
-#: How to bring a store from schema version N to N + 1.
-_MIGRATIONS = {
+#: One row per item recorded as failed and passed over (--max-failures), written in the
+#: transaction of the checkpoint that passes the item.
+failures_table = Table(
+    "iterctl_failures",
+    metadata,
+    Column("job_id", JobId, primary_key=True),
+    Column("partition_index", Integer, primary_key=True),
+    # A digest of the encoded cursor: the cursor itself may be too long for a key.
+    Column("cursor_key", String(64), primary_key=True),
+    Column("cursor", LongText, nullable=False),
+    Column("cursor_before", LongText),
+    Column("item", Text, nullable=False),
+    Column("error_type", String(300), nullable=False),
+    Column("message", LongText, nullable=False),
+    Column("traceback", LongText, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("failed_at", String(40), nullable=False),
+)
+
+#: One row per process that ran a job id (or partition): the history of runs.
+runs_table = Table(
+    "iterctl_runs",
+    metadata,
+    Column("job_id", JobId, primary_key=True),
+    Column("partition_index", Integer, primary_key=True),
+    # The hold's fence: one acquisition, one run.
+    Column("fence", BigInteger, primary_key=True),
+    Column("host", String(300), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("pod", String(300)),
+    Column("started_at", String(40), nullable=False),
+    Column("ended_at", String(40)),
+    Column("outcome", String(16), nullable=False),
+    Column("exit_code", Integer),
+    Column("reason", LongText),
+    Column("items", BigInteger, nullable=False, default=0),
+    Column("cursor_start", LongText),
+    Column("cursor_end", LongText),
+)
+
+_MYSQL = ("mysql", "mariadb")
+
+#: How to bring a store from schema version N to N + 1: statements, each with the
+#: dialects it is for (None: every dialect); tables new in N + 1 are created after them.
+_MIGRATIONS: dict[int, list[tuple[str, tuple[str, ...] | None]]] = {
     1: [
-        "ALTER TABLE iterctl_jobs ADD COLUMN bounds TEXT",
-        "ALTER TABLE iterctl_jobs ADD COLUMN all_complete INTEGER NOT NULL DEFAULT 0",
+        ("ALTER TABLE iterctl_jobs ADD COLUMN bounds TEXT", None),
+        ("ALTER TABLE iterctl_jobs ADD COLUMN all_complete INTEGER NOT NULL DEFAULT 0", None),
+    ],
+    2: [
+        (
+            "ALTER TABLE iterctl_jobs MODIFY job_id VARCHAR(128) COLLATE utf8mb4_bin NOT NULL,"
+            " MODIFY params LONGTEXT NOT NULL, MODIFY cursor LONGTEXT, MODIFY error LONGTEXT,"
+            " MODIFY bounds LONGTEXT",
+            _MYSQL,
+        ),
+        ("ALTER TABLE iterctl_jobs ADD COLUMN done LONGTEXT", _MYSQL),
+        ("ALTER TABLE iterctl_jobs ADD COLUMN done TEXT", ("sqlite", "postgresql")),
+        ("ALTER TABLE iterctl_jobs ADD COLUMN concurrency INTEGER NOT NULL DEFAULT 1", None),
+        ("ALTER TABLE iterctl_jobs ADD COLUMN options LONGTEXT", _MYSQL),
+        ("ALTER TABLE iterctl_jobs ADD COLUMN options TEXT", ("sqlite", "postgresql")),
+        ("ALTER TABLE iterctl_jobs ADD COLUMN failed_items BIGINT NOT NULL DEFAULT 0", None),
+        ("ALTER TABLE iterctl_jobs ADD COLUMN elapsed DOUBLE PRECISION NOT NULL DEFAULT 0", None),
+        ("ALTER TABLE iterctl_jobs ADD COLUMN rate DOUBLE PRECISION", None),
+        ("ALTER TABLE iterctl_jobs ADD COLUMN source LONGTEXT", _MYSQL),
+        ("ALTER TABLE iterctl_jobs ADD COLUMN source TEXT", ("sqlite", "postgresql")),
     ],
 }
 
@@ -240,8 +319,10 @@ class SqlStore:
             # Lock the version row so that two processes never run the same step.
             current = conn.execute(select(schema_table.c.version).with_for_update()).scalar_one()
             if current == version:
-                for statement in _MIGRATIONS[version]:
-                    conn.execute(text(statement))
+                for statement, dialects in _MIGRATIONS[version]:
+                    if dialects is None or self._dialect in dialects:
+                        conn.execute(text(statement))
+                metadata.create_all(conn, checkfirst=True)  # the tables new in this version
                 conn.execute(update(schema_table).values(version=version + 1))
             conn.commit()
             version = max(current, version + 1)
@@ -348,10 +429,13 @@ class SqlStore:
         progress: dict[str, Any] = {
             "cursor": checkpoint.cursor_json,
             "processed": checkpoint.processed,
+            "done": checkpoint.done_json,
             "updated_at": utc_now(),
         }
-        if checkpoint.total is not None:
-            progress["total"] = checkpoint.total
+        for column in ("total", "failed_items", "elapsed", "rate"):
+            value = getattr(checkpoint, column)
+            if value is not None:  # None keeps what the store has
+                progress[column] = value
         fenced = (_matches(hold.job_id, hold.partition), jobs_table.c.fence == hold.fence)
         with self._session_of(hold) as conn:
             result = conn.execute(
@@ -519,6 +603,13 @@ def _row(record: JobRecord) -> dict[str, Any]:
         "partitions": record.partitions,
         "bounds": record.bounds_json,
         "all_complete": 0,
+        "done": record.done_json,
+        "concurrency": record.concurrency,
+        "options": record.options_json,
+        "failed_items": record.failed_items,
+        "elapsed": record.elapsed,
+        "rate": record.rate,
+        "source": record.source_json,
     }
 
 
@@ -540,4 +631,11 @@ def _record(row: Any) -> JobRecord:
         partition=row["partition_index"],
         partitions=row["partitions"],
         bounds_json=row["bounds"],
+        done_json=row["done"],
+        concurrency=row["concurrency"],
+        options_json=row["options"],
+        failed_items=row["failed_items"],
+        elapsed=row["elapsed"],
+        rate=row["rate"],
+        source_json=row["source"],
     )

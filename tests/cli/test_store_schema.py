@@ -39,7 +39,7 @@ def test_a_schema_1_store_is_migrated_and_its_job_resumes(workdir: Workdir) -> N
         "succeeded", 10, 1,
     )  # fmt: skip
     with sqlite3.connect(store) as db:
-        assert db.execute("SELECT version FROM iterctl_schema").fetchall() == [(2,)]
+        assert db.execute("SELECT version FROM iterctl_schema").fetchall() == [(3,)]
 
 
 def test_a_store_from_a_newer_iterctl_is_refused_with_69(workdir: Workdir) -> None:

@@ -109,7 +109,8 @@ def test_to_json_has_exactly_the_contract_fields_with_utc_iso_times(
 
     document = record.to_json()
 
-    assert set(document) == CONTRACT_FIELDS | {"holder"}
+    extra = {"holder", "failed_items", "concurrency", "elapsed_seconds"}
+    assert set(document) == CONTRACT_FIELDS | extra
     assert document["cursor"] == {"id": 7}
     assert (document["processed"], document["total"], document["status"]) == (3, 9, "interrupted")
     for name in ("created_at", "updated_at"):
