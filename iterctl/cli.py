@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -20,11 +20,13 @@ from iterctl.params import parse_param_pairs
 from iterctl.runner import (
     DEFAULT_CHECKPOINT_INTERVAL,
     DEFAULT_PROGRESS_INTERVAL,
-    Reporter,
     RunResult,
     RunSettings,
 )
-from iterctl.stopping import StopToken, signals_stop
+from iterctl.stopping import SignalWatcher, StopToken, signals_stop
+
+if TYPE_CHECKING:  # report loads rich; the CLI imports it only where it prints
+    from iterctl.report import BarReporter, LineReporter
 
 app = typer.Typer(
     name="iterctl",
@@ -33,7 +35,32 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        sys.stdout.write(f"iterctl {version('iterctl')}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print iterctl's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Run long batch jobs that stop between two items and resume after the last one done."""
 
 #: Where Kubernetes reads a container's termination message from, by default.
 KUBERNETES_TERMINATION_LOG = "/dev/termination-log"
@@ -167,13 +194,14 @@ def run(
             settings=settings,
             token=token,
             reporter=reporter,
-            announce_id=_announce_id,
+            announce_id=_announcer(reporter),
             partitions=partitions,
             partition=partition,
         ),
         log_format=log_format,
         pacing=(checkpoint_interval, progress_interval, max_runtime),
         termination_log=termination_log,
+        job_id=job_id,
     )
 
 
@@ -203,6 +231,7 @@ def resume(
         log_format=log_format,
         pacing=(checkpoint_interval, progress_interval, max_runtime),
         termination_log=termination_log,
+        job_id=job_id,
     )
 
 
@@ -270,11 +299,12 @@ def cancel(
 
 
 def _run_and_exit(
-    start: Callable[[StopToken, Reporter, RunSettings], RunResult],
+    start: Callable[[StopToken, LineReporter | BarReporter, RunSettings], RunResult],
     *,
     log_format: LogFormat,
     pacing: tuple[float, float, float | None],
     termination_log: str | None,
+    job_id: str | None,
 ) -> NoReturn:
     """What `run` and `resume` share: signals, reporter and pacing around the core call."""
     from iterctl.report import make_reporter
@@ -283,21 +313,29 @@ def _run_and_exit(
     token = _process_token
     # Before any job code runs, its import included; kept to the end, as we exit after it.
     with signals_stop(token, restore=False):
-        reporter, bar_interval = make_reporter(log_format.value)
+        reporter, bar_interval = make_reporter(log_format.value, job_id)
         settings = RunSettings(
             checkpoint_interval=checkpoint_interval,
             # On a terminal the bar wants a few updates a second, whatever the option says.
             progress_interval=bar_interval or progress_interval,
             max_runtime=max_runtime,
         )
-        result = start(token, reporter, settings)
+        # The watcher says what each stop signal does, as it arrives (CONTRACT §5).
+        with SignalWatcher(token, reporter.signal_received):
+            result = start(token, reporter, settings)
     _exit_with(result, termination_log)
 
 
-def _announce_id(job_id: str) -> None:
-    """The new job id goes to stdout, so `ID=$(iterctl run …)` works."""
-    sys.stdout.write(job_id + "\n")
-    sys.stdout.flush()
+def _announcer(reporter: LineReporter | BarReporter) -> Callable[[str], None]:
+    """The new job id goes to stdout, so `ID=$(iterctl run …)` works; the reporter learns it
+    too, so that a stop signal before the start line already names the job."""
+
+    def announce(job_id: str) -> None:
+        sys.stdout.write(job_id + "\n")
+        sys.stdout.flush()
+        reporter.job_named(job_id)
+
+    return announce
 
 
 def _say(message: str, **fields: object) -> None:
@@ -306,7 +344,9 @@ def _say(message: str, **fields: object) -> None:
 
         line = json.dumps({"time": utc_now(), "event": "message", "message": message, **fields})
     else:
-        line = f"iterctl: {message}"
+        from iterctl.report import escape_controls
+
+        line = escape_controls(f"iterctl: {message}")
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
@@ -375,7 +415,8 @@ def main(token: StopToken | None = None) -> NoReturn:
         else:
             context = getattr(error, "ctx", None)
             where = context.command_path if context is not None else "iterctl"
-            _say(f"{message} — see `{where} --help`", exit_code=int(ExitCode.USAGE))
+            # Click ends its sentences with a period; ours go on: "… — see `… --help`".
+            _say(f"{message.rstrip('.')} — see `{where} --help`", exit_code=int(ExitCode.USAGE))
         code = ExitCode.USAGE
     except typer.Abort:
         code = ExitCode.RESUMABLE
