@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from iterctl.cursor import decode_cursor, encode_cursor
-from iterctl.errors import JobCancelledError, NoStoreError, UsageError
+from iterctl.errors import JobCancelledError, JobHeldError, NoStoreError, UsageError
 from iterctl.job import Job, Partition
 from iterctl.loading import load_job_class
-from iterctl.params import build_params
+from iterctl.params import build_params, param_values
 from iterctl.runner import Outcome, Reporter, Runner, RunResult, RunSettings
 from iterctl.stopping import StopToken
 from iterctl.stores import open_store
-from iterctl.stores.base import JobRecord, Status, Store, check_job_id
+from iterctl.stores.base import Hold, JobRecord, Status, Store, check_job_id
 
 
 def run_job(
@@ -66,7 +67,7 @@ def run_job(
                 for i, bounds in enumerate(planned)
             ]
             records, _created = store.create_partitions(new)
-        _check_same_job(records[0], job_path, raw_params)
+        _check_same_job(records[0], job_path, job_class, raw_params)
         _check_same_plan(records, partitions)
         return _launch(store, records[index], job_class, params, settings, token, reporter)
     finally:
@@ -121,13 +122,28 @@ def get_record(store: Store, job_id: str) -> JobRecord:
     return record
 
 
-def _check_same_job(record: JobRecord, job_path: str, raw_params: dict[str, str]) -> None:
-    """Refuse to resume a job id with another class or other params: say what differs."""
+def _check_same_job(
+    record: JobRecord, job_path: str, job_class: type[Job], raw_params: dict[str, str]
+) -> None:
+    """Refuse to resume a job id with another class or other params: say what differs.
+
+    Params are compared as the job would see them (validated by its model, defaults
+    filled in), so ``--param batch=100`` matches a first run that relied on the default 100.
+    """
     differences = []
+    stored_params, given_params = record.params, raw_params
     if record.job != job_path:
         differences.append(f"its job is {record.job}, not {job_path}")
-    for key in sorted(record.params.keys() | raw_params.keys()):
-        stored, given = record.params.get(key), raw_params.get(key)
+    else:
+        # Params stored under an older version of the model may no longer validate: then
+        # the strings are all there is to compare.
+        with suppress(UsageError):
+            stored_params, given_params = (
+                param_values(job_class, record.params),
+                param_values(job_class, raw_params),
+            )
+    for key in sorted(stored_params.keys() | given_params.keys()):
+        stored, given = stored_params.get(key), given_params.get(key)
         if stored != given:
             differences.append(f"param {key}: stored {stored!r}, given {given!r}")
     if differences:
@@ -149,7 +165,7 @@ def _check_partition_index(partition: int | None, partitions: int) -> int:
     if not 0 <= index < partitions:
         raise UsageError(
             f"partition {index} does not exist: a job of {partitions} partitions has "
-            f"partitions 0 to {partitions - 1}"
+            f"partitions 0 to {partitions - 1} — give --partition 0 to {partitions - 1}"
         )
     return index
 
@@ -196,7 +212,7 @@ def _launch(
     if done is not None:
         _finish_all_complete(store, job)
         return done
-    hold = store.acquire(record.job_id, record.partition)
+    hold = _acquire(store, record)
     try:
         done = _already_ended(hold.record)  # it may have ended while we took the hold
         if done is not None:
@@ -214,6 +230,23 @@ def _launch(
         return runner.run()
     finally:
         store.release(hold)
+
+
+def _acquire(store: Store, record: JobRecord) -> Hold:
+    """Take the hold; a partition that another process runs is named as a partition."""
+    try:
+        return store.acquire(record.job_id, record.partition)
+    except JobHeldError:
+        if record.partitions == 1:
+            raise
+        # The holder wrote its name into the record when it took the hold.
+        current = store.partitions(record.job_id)[record.partition]
+        holder = current.holder or "another process"
+        raise JobHeldError(
+            f"partition {record.partition} of job {record.job_id} is already running "
+            f"({holder}) — wait for it to stop, or run another of its {record.partitions} "
+            "partitions (--partition I); this process changed nothing"
+        ) from None
 
 
 def _finish_all_complete(store: Store, job: Job) -> None:
