@@ -85,7 +85,8 @@ def test_on_a_terminal_the_first_ctrl_c_says_at_once_what_happens_and_the_second
         workdir, "run", "testjobs:SlowItems", "--job-id", "ctrlc",
         "--param", f"log={workdir.log}", "--param", "count=3", "--param", "delay=20",
     )  # fmt: skip
-    workdir.wait_for(lambda lines: "start 0" in lines, terminal.process)
+    workdir.wait_for(lambda lines: "start 0" in lines or terminal.process.poll() is not None)
+    assert terminal.process.poll() is None, terminal.text()
     terminal.process.send_signal(signal.SIGINT)
     terminal.wait_for("Stopping after the current item — press Ctrl-C again to stop now.")
     assert "end 0" not in workdir.lines()  # said while the item still runs

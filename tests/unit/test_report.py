@@ -137,7 +137,8 @@ def test_the_bar_shows_the_job_id_and_the_count() -> None:
     assert "nightly-1" in shown
     assert "10/10" in shown
     assert "100%" in shown
-    assert shown.rstrip().endswith("iterctl: job nightly-1 succeeded: 10 items in 2.0s, 5.0 items/s")
+    end = "iterctl: job nightly-1 succeeded: 10 items in 2.0s, 5.0 items/s"
+    assert shown.rstrip().endswith(end)
 
 
 def test_a_success_says_how_long_the_run_took_and_how_fast() -> None:
@@ -227,11 +228,12 @@ def test_text_logs_escape_control_characters_so_no_line_can_be_forged() -> None:
     reporter.finished(RunResult("nightly-1", Outcome.FAILED, 3, 2, error=failure))
 
     output = stream.getvalue()
+    lines = output.splitlines()
     assert "\x1b" not in output
-    assert not any(line.startswith("iterctl: job nightly-1 succeeded") for line in output.splitlines())
+    assert not any(line.startswith("iterctl: job nightly-1 succeeded") for line in lines)
     escaped = "bad row\\niterctl: job nightly-1 succeeded: 3 items\\u001b[2J"
-    assert f"ValueError: {escaped}" in output.splitlines()  # the traceback's last line
-    assert output.splitlines()[-1].startswith(f"iterctl: job nightly-1 failed: ValueError: {escaped} (")
+    assert f"ValueError: {escaped}" in lines  # the traceback's last line
+    assert lines[-1].startswith(f"iterctl: job nightly-1 failed: ValueError: {escaped} (")
 
 
 def test_json_logs_keep_the_message_as_it_was() -> None:
