@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NamedTuple, NoReturn
 
 import typer
 
@@ -129,6 +129,17 @@ TerminationLogOption = Annotated[
         show_default=False,
     ),
 ]
+LimitOption = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        envvar="ITERCTL_LIMIT",
+        min=1,
+        help="Process at most N items in this run, then stop as a resumable stop does "
+        "(checkpoint, exit 75). Default: no limit.",
+        show_default=False,
+    ),
+]
 PartitionOption = Annotated[
     int | None,
     typer.Option(
@@ -168,6 +179,7 @@ def run(
     checkpoint_interval: CheckpointOption = DEFAULT_CHECKPOINT_INTERVAL,
     max_runtime: MaxRuntimeOption = None,
     progress_interval: ProgressOption = DEFAULT_PROGRESS_INTERVAL,
+    limit: LimitOption = None,
     log_format: LogFormatOption = LogFormat.TEXT,
     termination_log: TerminationLogOption = None,
     partitions: Annotated[
@@ -199,7 +211,7 @@ def run(
             partition=partition,
         ),
         log_format=log_format,
-        pacing=(checkpoint_interval, progress_interval, max_runtime),
+        pacing=Pacing(checkpoint_interval, progress_interval, max_runtime, limit),
         termination_log=termination_log,
         job_id=job_id,
     )
@@ -212,6 +224,7 @@ def resume(
     checkpoint_interval: CheckpointOption = DEFAULT_CHECKPOINT_INTERVAL,
     max_runtime: MaxRuntimeOption = None,
     progress_interval: ProgressOption = DEFAULT_PROGRESS_INTERVAL,
+    limit: LimitOption = None,
     log_format: LogFormatOption = LogFormat.TEXT,
     termination_log: TerminationLogOption = None,
     partition: PartitionOption = None,
@@ -229,7 +242,7 @@ def resume(
             partition=partition,
         ),
         log_format=log_format,
-        pacing=(checkpoint_interval, progress_interval, max_runtime),
+        pacing=Pacing(checkpoint_interval, progress_interval, max_runtime, limit),
         termination_log=termination_log,
         job_id=job_id,
     )
@@ -298,27 +311,36 @@ def cancel(
 # -- helpers ----------------------------------------------------------------------------
 
 
+class Pacing(NamedTuple):
+    """The options of `run` and `resume` that say how a run paces and ends itself."""
+
+    checkpoint_interval: float
+    progress_interval: float
+    max_runtime: float | None
+    limit: int | None
+
+
 def _run_and_exit(
     start: Callable[[StopToken, LineReporter | BarReporter, RunSettings], RunResult],
     *,
     log_format: LogFormat,
-    pacing: tuple[float, float, float | None],
+    pacing: Pacing,
     termination_log: str | None,
     job_id: str | None,
 ) -> NoReturn:
     """What `run` and `resume` share: signals, reporter and pacing around the core call."""
     from iterctl.report import make_reporter
 
-    checkpoint_interval, progress_interval, max_runtime = pacing
     token = _process_token
     # Before any job code runs, its import included; kept to the end, as we exit after it.
     with signals_stop(token, restore=False):
         reporter, bar_interval = make_reporter(log_format.value, job_id)
         settings = RunSettings(
-            checkpoint_interval=checkpoint_interval,
+            checkpoint_interval=pacing.checkpoint_interval,
             # On a terminal the bar wants a few updates a second, whatever the option says.
-            progress_interval=bar_interval or progress_interval,
-            max_runtime=max_runtime,
+            progress_interval=bar_interval or pacing.progress_interval,
+            max_runtime=pacing.max_runtime,
+            limit=pacing.limit,
         )
         # The watcher says what each stop signal does, as it arrives (CONTRACT §5).
         with SignalWatcher(token, reporter.signal_received):
