@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, NamedTuple, NoReturn
 
 import typer
 
+from iterctl.checking import DEFAULT_LIMIT as DEFAULT_CHECK_LIMIT
+from iterctl.checking import DEFAULT_SAMPLES
 from iterctl.errors import ExitCode, IterctlError, NoStoreError
 from iterctl.params import parse_param_pairs
 from iterctl.runner import (
@@ -306,6 +308,65 @@ def cancel(
         _say(f"cancelled job {job_id}; a running process stops at its next checkpoint (exit 3)")
     else:
         _say(f"job {job_id} already {record.status.value}; nothing to cancel")
+
+
+@app.command()
+def check(
+    job: Annotated[str, typer.Argument(metavar="MODULE:CLASS", help="The Job class to check.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            envvar="ITERCTL_PARAM",
+            help="A job parameter KEY=VALUE; repeat for more.",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int,
+        typer.Option(
+            "--limit", envvar="ITERCTL_LIMIT", min=1, help="Read the first N pairs of the walk."
+        ),
+    ] = DEFAULT_CHECK_LIMIT,
+    samples: Annotated[
+        int,
+        typer.Option(
+            "--samples",
+            envvar="ITERCTL_SAMPLES",
+            min=1,
+            help="Resume from K cursors: the first, the last and a spread between.",
+        ),
+    ] = DEFAULT_SAMPLES,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            "--partitions",
+            envvar="ITERCTL_PARTITIONS",
+            min=1,
+            help="Also check that P partitions cover the walk once, and resume within bounds.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Check that MODULE:CLASS resumes from its cursors as the contract says, without
+    running each_iteration: exit 0 when it does, 1 when it does not."""
+    from iterctl.checking import check_path
+
+    report = check_path(
+        job, parse_param_pairs(param or []), limit=limit, samples=samples, partitions=partitions
+    )
+    sys.stdout.write("\n".join(report.lines()) + "\n")
+    raise typer.Exit(int(report.exit_code))
+
+
+@app.command()
+def describe(
+    job: Annotated[str, typer.Argument(metavar="MODULE:CLASS", help="The Job class.")],
+) -> None:
+    """Show what MODULE:CLASS does and the --param values it takes."""
+    from iterctl.describing import describe_job
+
+    sys.stdout.write(describe_job(job) + "\n")
 
 
 # -- helpers ----------------------------------------------------------------------------
