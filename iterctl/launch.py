@@ -34,18 +34,23 @@ def run_job(
     announce_id: Callable[[str], None],
     partitions: int = 1,
     partition: int | None = None,
+    job_class: type[Job] | None = None,
+    store: Store | None = None,
 ) -> RunResult:
     """``iterctl run``: start a new job id, or carry on with an existing one.
 
     With ``partitions`` > 1 this process runs partition ``partition`` of the job; the
     first process to create the job id computes and stores the plan for all of them.
+    ``job_class`` and ``store``, when given (:mod:`iterctl.testing`), stand for loading
+    ``job_path`` and opening ``store_location``; a store given is left open.
     """
     if job_id is not None:
         check_job_id(job_id)
     index = _check_partition_index(partition, partitions)
-    job_class = load_job_class(job_path)
+    job_class = job_class or load_job_class(job_path)
     params = build_params(job_class, raw_params)
-    store = open_store(store_location)
+    opened = store is None
+    store = open_store(store_location) if store is None else store
     try:
         if job_id is None:
             job_id = f"{job_class.__name__.lower()}-{secrets.token_hex(4)}"
@@ -71,7 +76,8 @@ def run_job(
         _check_same_plan(records, partitions)
         return _launch(store, records[index], job_class, params, settings, token, reporter)
     finally:
-        store.close()
+        if opened:
+            store.close()
 
 
 def resume_job(
@@ -82,9 +88,13 @@ def resume_job(
     token: StopToken,
     reporter: Reporter,
     partition: int | None = None,
+    job_class: type[Job] | None = None,
+    store: Store | None = None,
 ) -> RunResult:
-    """``iterctl resume``: carry on with the job and params recorded for ``job_id``."""
-    store = open_store_of(job_id, store_location)
+    """``iterctl resume``: carry on with the job and params recorded for ``job_id``
+    (``job_class`` and ``store`` as for :func:`run_job`)."""
+    opened = store is None
+    store = open_store_of(job_id, store_location) if store is None else store
     try:
         records = store.partitions(job_id)
         if not records:
@@ -95,11 +105,12 @@ def resume_job(
                 f"give the one to resume with --partition I (0 to {records[0].partitions - 1})"
             )
         record = records[_check_partition_index(partition, records[0].partitions)]
-        job_class = load_job_class(record.job)
+        job_class = job_class or load_job_class(record.job)
         params = build_params(job_class, record.params)
         return _launch(store, record, job_class, params, settings, token, reporter)
     finally:
-        store.close()
+        if opened:
+            store.close()
 
 
 def open_store_of(job_id: str, store_location: str | None) -> Store:
