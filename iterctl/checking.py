@@ -485,9 +485,8 @@ def _first_difference(
 
 def _cause(walk: _Walk, position: int, at: int, expected: list[Pair], got: list[Pair]) -> str:
     if not got:
-        return (
-            f"the resumed walk ends {len(expected):,} item(s) early: they would never be done"
-        )
+        missed = f"item #{at}" if len(expected) == 1 else f"{len(expected):,} items from #{at}"
+        return f"the resumed walk ends early: {missed} never done"
     if not expected:
         return (
             f"the resumed walk goes on after the fresh walk's last item (#{at - 1}): it "
