@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from itertools import islice
+from operator import itemgetter
 from typing import Any
 
 from iterctl.cursor import Cursor, decode_cursor, encode_cursor
@@ -161,13 +162,21 @@ class _Subject:
             pairs = _take(enumerator, count)
         except Exception as error:  # the job's code: reported as a verdict
             raise EnumeratorError(f"{what} raised {type(error).__name__}: {error}") from error
-        for index, pair in enumerate(pairs):
-            if not isinstance(pair, tuple | list) or len(pair) != 2:
-                raise EnumeratorError(
-                    f"{what} yielded {_short(pair)} as its pair #{index}, not an (item, cursor) "
-                    "pair — yield pairs like this: return ((row, row.id) for row in rows)"
-                )
-        return [(item, cursor) for item, cursor in pairs]
+        return _as_pairs(pairs, what)
+
+
+def _as_pairs(values: list[Any], what: str) -> list[Pair]:
+    """``values`` as (item, cursor) tuples, or the error the runner would give."""
+    for index, pair in enumerate(values):
+        if type(pair) is tuple and len(pair) == 2:
+            continue
+        if not isinstance(pair, tuple | list) or len(pair) != 2:
+            raise EnumeratorError(
+                f"{what} yielded {_short(pair)} as its pair #{index}, not an (item, cursor) "
+                "pair — yield pairs like this: return ((row, row.id) for row in rows)"
+            )
+        values[index] = tuple(pair)
+    return values
 
 
 def _take(enumerator: Any, count: int) -> list[Any]:
@@ -475,12 +484,28 @@ def _first_difference(
     expected: list[Pair], got: list[Pair], exhaustive: bool, items_compare: bool
 ) -> int | None:
     """Where ``got`` first differs from ``expected``; with ``exhaustive``, an extra pair too."""
-    for offset, ((want_item, want), (item, cursor)) in enumerate(zip(expected, got, strict=False)):
-        if cursor != want or (items_compare and not _equal(item, want_item)):
-            return offset
+    count = min(len(expected), len(got))
+    if not _same_pairs(expected[:count], got[:count], items_compare):
+        pairs = zip(expected, got, strict=False)
+        for offset, ((want_item, want), (item, cursor)) in enumerate(pairs):
+            if cursor != want or (items_compare and not _equal(item, want_item)):
+                return offset
     if len(got) < len(expected) or (exhaustive and len(got) > len(expected)):
         return min(len(got), len(expected))
     return None
+
+
+def _same_pairs(expected: list[Pair], got: list[Pair], items_compare: bool) -> bool:
+    """The fast path: whole lists compared in C; a False is then located pair by pair."""
+    if list(map(_second, expected)) != list(map(_second, got)):
+        return False
+    try:
+        return not items_compare or list(map(_first, expected)) == list(map(_first, got))
+    except Exception:  # noqa: BLE001 - an item whose == raises: compared one by one
+        return False
+
+
+_first, _second = itemgetter(0), itemgetter(1)
 
 
 def _cause(walk: _Walk, position: int, at: int, expected: list[Pair], got: list[Pair]) -> str:
