@@ -15,8 +15,6 @@ from typing import TYPE_CHECKING, Annotated, NamedTuple, NoReturn
 
 import typer
 
-from iterctl.checking import DEFAULT_LIMIT as DEFAULT_CHECK_LIMIT
-from iterctl.checking import DEFAULT_SAMPLES
 from iterctl.errors import ExitCode, IterctlError, NoStoreError
 from iterctl.params import parse_param_pairs
 from iterctl.runner import (
@@ -322,21 +320,27 @@ def check(
             show_default=False,
         ),
     ] = None,
+    # Defaults live in iterctl.checking (2000 and 50), which loads only when check runs.
     limit: Annotated[
-        int,
+        int | None,
         typer.Option(
-            "--limit", envvar="ITERCTL_LIMIT", min=1, help="Read the first N pairs of the walk."
+            "--limit",
+            envvar="ITERCTL_LIMIT",
+            min=1,
+            help="Read the first N pairs of the walk. Default: 2000.",
+            show_default=False,
         ),
-    ] = DEFAULT_CHECK_LIMIT,
+    ] = None,
     samples: Annotated[
-        int,
+        int | None,
         typer.Option(
             "--samples",
             envvar="ITERCTL_SAMPLES",
             min=1,
-            help="Resume from K cursors: the first, the last and a spread between.",
+            help="Resume from K cursors: the first, the last and a spread between. Default: 50.",
+            show_default=False,
         ),
-    ] = DEFAULT_SAMPLES,
+    ] = None,
     partitions: Annotated[
         int | None,
         typer.Option(
@@ -352,9 +356,9 @@ def check(
     running each_iteration: exit 0 when it does, 1 when it does not."""
     from iterctl.checking import check_path
 
-    report = check_path(
-        job, parse_param_pairs(param or []), limit=limit, samples=samples, partitions=partitions
-    )
+    given = {"limit": limit, "samples": samples, "partitions": partitions}
+    options = {name: value for name, value in given.items() if value is not None}
+    report = check_path(job, parse_param_pairs(param or []), **options)
     sys.stdout.write("\n".join(report.lines()) + "\n")
     raise typer.Exit(int(report.exit_code))
 

@@ -127,3 +127,13 @@ def test_describe_a_job_without_a_params_model_and_a_bad_path(work: Workdir) -> 
     missing = work.run("describe", "testjobs:Nope")
     assert missing.returncode == 2
     assert "module 'testjobs' has no attribute 'Nope'" in missing.stderr
+
+
+def test_check_help_states_the_defaults_check_uses(work: Workdir) -> None:
+    """The CLI does not import iterctl.checking to start; its help must not drift."""
+    from iterctl.checking import DEFAULT_LIMIT, DEFAULT_SAMPLES
+
+    result = work.run("check", "--help")
+    flat = " ".join(result.stdout.split())
+    assert f"Read the first N pairs of the walk. Default: {DEFAULT_LIMIT}." in flat
+    assert f"Default: {DEFAULT_SAMPLES}." in flat
