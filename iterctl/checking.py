@@ -279,7 +279,7 @@ def _check_resumes(subject: _Subject, walk: _Walk, samples: int) -> Verdict:
         if found is not None:
             diverged += 1
             first = first or found
-    every = "every cursor" if len(chosen) == len(walk.pairs) else f"{len(chosen)} cursors"
+    every = "every cursor" if len(chosen) == len(walk.pairs) else _plural(len(chosen), "cursor")
     if first is None:
         return Verdict(
             "resume", Status.OK, f"from {every} of {walk.span()}: exactly the rest of the walk"
@@ -646,3 +646,7 @@ def _show(pairs: Iterable[Pair], count: int = _SHOWN) -> str:
         return "(the end of the walk)"
     return ", ".join(f"{_short(item, 40)} (cursor {_short(cursor, 40)})" for item, cursor in shown)
 
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"

@@ -11,9 +11,10 @@ import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn
 
 import typer
+import typer.core
 
 from iterctl.errors import ExitCode, IterctlError, NoStoreError
 from iterctl.params import parse_param_pairs
@@ -153,7 +154,28 @@ PartitionOption = Annotated[
 ]
 
 
-@app.command()
+class _RunCommand(typer.core.TyperCommand):
+    """`run`: `--help` after MODULE:CLASS also shows the job's docstring and params."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if "--help" in args:
+            try:  # only to find MODULE:CLASS; the real parse below reports any error
+                found, _rest, _order = self.make_parser(ctx).parse_args(args=list(args))
+            except typer.TyperException:
+                found = {}
+            ctx.meta["iterctl.job"] = found.get("job")
+        return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        super().format_help(ctx, formatter)
+        job = ctx.meta.get("iterctl.job")
+        if job:
+            from iterctl.describing import describe_job
+
+            formatter.write(f"\nThe job {describe_job(job)}\n")
+
+
+@app.command(cls=_RunCommand)
 def run(
     job: Annotated[str, typer.Argument(metavar="MODULE:CLASS", help="The Job class to run.")],
     job_id: Annotated[

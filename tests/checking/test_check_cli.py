@@ -137,3 +137,29 @@ def test_check_help_states_the_defaults_check_uses(work: Workdir) -> None:
     flat = " ".join(result.stdout.split())
     assert f"Read the first N pairs of the walk. Default: {DEFAULT_LIMIT}." in flat
     assert f"Default: {DEFAULT_SAMPLES}." in flat
+
+
+def test_run_help_after_a_job_shows_run_options_then_the_job(work: Workdir) -> None:
+    """`iterctl run MODULE:CLASS --help`: the options of run, then describe's text; nothing
+    runs and no store is made. Without a job it is run's plain help."""
+    result = work.run("run", "jobs_examples.count:CountJob", "--store", "sqlite:///x.db",
+                      "--help")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "--checkpoint-interval" in result.stdout
+    assert "The job jobs_examples.count:CountJob" in result.stdout
+    assert "count  int    300      how many items" in result.stdout
+    assert not (work.path / "x.db").exists()
+    assert not (work.path / "iterctl.db").exists()
+    plain = work.run("run", "--help")
+    assert plain.returncode == 0
+    assert "The job" not in plain.stdout
+    assert plain.stdout == result.stdout.split("\nThe job ")[0]
+
+
+def test_run_help_with_a_bad_job_path_is_one_line_and_exit_2(work: Workdir) -> None:
+    result = work.run("run", "nowhere:Job", "--help")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "iterctl: cannot import 'nowhere': no module named 'nowhere' — run iterctl from the "
+        "folder that holds it, or install its package"
+    )
