@@ -158,7 +158,7 @@ class _RunCommand(typer.core.TyperCommand):
     """`run`: `--help` after MODULE:CLASS also shows the job's docstring and params."""
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        if "--help" in args:
+        if set(args) & set(ctx.help_option_names):
             try:  # only to find MODULE:CLASS; the real parse below reports any error
                 found, _rest, _order = self.make_parser(ctx).parse_args(args=list(args))
             except typer.TyperException:

@@ -157,7 +157,7 @@ def test_run_help_after_a_job_shows_run_options_then_the_job(work: Workdir) -> N
 
 
 def test_run_help_with_a_bad_job_path_is_one_line_and_exit_2(work: Workdir) -> None:
-    result = work.run("run", "nowhere:Job", "--help")
+    result = work.run("run", "nowhere:Job", "-h")
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "iterctl: cannot import 'nowhere': no module named 'nowhere' — run iterctl from the "

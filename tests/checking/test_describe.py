@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from iterctl import Job
+from iterctl.cursor import Cursor
 from iterctl.describing import describe_job
 
 
@@ -16,7 +17,17 @@ class ExportParams(BaseModel):
     tags: list[str] = Field(default_factory=list, description="labels for each file")
 
 
-class Export(Job):
+class Minimal(Job):
+    """Minimal."""
+
+    def build_enumerator(self, cursor: Cursor) -> Any:
+        return []
+
+    def each_iteration(self, item: Any) -> None:
+        pass
+
+
+class Export(Minimal):
     """Exports every customer to a bucket.
 
     One file per customer; the cursor is the customer id."""
@@ -24,7 +35,7 @@ class Export(Job):
     Params = ExportParams
 
 
-class NoParams(Job):
+class NoParams(Minimal):
     """Takes nothing."""
 
     class Params(BaseModel):
@@ -32,7 +43,11 @@ class NoParams(Job):
 
 
 class Undocumented(Job):
-    pass
+    def build_enumerator(self, cursor: Cursor) -> Any:
+        return []
+
+    def each_iteration(self, item: Any) -> None:
+        pass
 
 
 def test_required_params_are_flagged_and_the_run_line_asks_for_them() -> None:

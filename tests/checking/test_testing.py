@@ -77,7 +77,7 @@ def test_a_store_given_keeps_the_job_and_the_same_run_resumes() -> None:
     again = run_job(Counter, params={"count": 4}, store=store, job_id="kept")
     assert (again.exit_code, again.items) == (0, [1, 2, 3])
     # Other params for the same id: refused, as the CLI refuses them with exit 2.
-    with pytest.raises(UsageError, match="param count: stored '4', given '5'"):
+    with pytest.raises(UsageError, match="param count: stored 4, given 5"):
         run_job(Counter, params={"count": 5}, store=store, job_id="kept")
 
 
