@@ -104,6 +104,17 @@ ProgressOption = Annotated[
         help="Seconds between progress lines when not on a terminal.",
     ),
 ]
+ConcurrencyOption = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency",
+        envvar="ITERCTL_CONCURRENCY",
+        min=1,
+        help="Items in progress at once: on threads, or as asyncio tasks for an async "
+        "each_iteration. Kept with the job id. Default: the job id's, else 1.",
+        show_default=False,
+    ),
+]
 
 
 class LogFormat(StrEnum):
@@ -202,6 +213,7 @@ def run(
     max_runtime: MaxRuntimeOption = None,
     progress_interval: ProgressOption = DEFAULT_PROGRESS_INTERVAL,
     limit: LimitOption = None,
+    concurrency: ConcurrencyOption = None,
     log_format: LogFormatOption = LogFormat.TEXT,
     termination_log: TerminationLogOption = None,
     partitions: Annotated[
@@ -233,7 +245,7 @@ def run(
             partition=partition,
         ),
         log_format=log_format,
-        pacing=Pacing(checkpoint_interval, progress_interval, max_runtime, limit),
+        pacing=Pacing(checkpoint_interval, progress_interval, max_runtime, limit, concurrency),
         termination_log=termination_log,
         job_id=job_id,
     )
@@ -247,6 +259,7 @@ def resume(
     max_runtime: MaxRuntimeOption = None,
     progress_interval: ProgressOption = DEFAULT_PROGRESS_INTERVAL,
     limit: LimitOption = None,
+    concurrency: ConcurrencyOption = None,
     log_format: LogFormatOption = LogFormat.TEXT,
     termination_log: TerminationLogOption = None,
     partition: PartitionOption = None,
@@ -264,7 +277,7 @@ def resume(
             partition=partition,
         ),
         log_format=log_format,
-        pacing=Pacing(checkpoint_interval, progress_interval, max_runtime, limit),
+        pacing=Pacing(checkpoint_interval, progress_interval, max_runtime, limit, concurrency),
         termination_log=termination_log,
         job_id=job_id,
     )
@@ -405,6 +418,7 @@ class Pacing(NamedTuple):
     progress_interval: float
     max_runtime: float | None
     limit: int | None
+    concurrency: int | None
 
 
 def _run_and_exit(
@@ -428,6 +442,7 @@ def _run_and_exit(
             progress_interval=bar_interval or pacing.progress_interval,
             max_runtime=pacing.max_runtime,
             limit=pacing.limit,
+            concurrency=pacing.concurrency,
         )
         # The watcher says what each stop signal does, as it arrives (CONTRACT §5).
         with SignalWatcher(token, reporter.signal_received):
@@ -480,6 +495,12 @@ def _exit_with(result: RunResult, termination_log: str | None) -> NoReturn:
 
         _say(describe_result(result))
     _write_termination_message(result, termination_log)
+    if result.abandoned:
+        # A second SIGINT left items running on worker threads, which cannot be killed and
+        # which Python would wait for at exit: the checkpoint is saved, so leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(result.exit_code))
     raise typer.Exit(int(result.exit_code))
 
 

@@ -68,6 +68,7 @@ def run_job(
                     partition=i,
                     partitions=partitions,
                     bounds_json=bounds,
+                    concurrency=settings.concurrency or 1,
                 )
                 for i, bounds in enumerate(planned)
             ]

@@ -46,6 +46,7 @@ def job_overview(records: list[JobRecord]) -> dict[str, Any]:
         "created_at": created,
         "updated_at": updated,
         "holder": None,
+        "concurrency": first.concurrency,
         # Items per second over the job's life so far, and the time left at that pace.
         "rate": rate,
         "eta_seconds": (total - processed) / rate if total is not None and rate else None,

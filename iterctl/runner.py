@@ -5,18 +5,26 @@ token and a reporter, and returns a :class:`RunResult` that the CLI maps to an e
 
 The per-item path is kept to what a plain ``for`` loop does plus one attribute read
 (``token.pending``): time is watched by the ticker thread, not by reading the clock here.
+
+With ``--concurrency N`` (or an ``async def each_iteration``) items run on worker threads or
+as asyncio tasks (:mod:`iterctl.dispatch`) and finish out of order; this thread still reads
+the enumerator, owns the watermark window (:mod:`iterctl.window`), settles every outcome in
+one place (:meth:`Runner._settle`) and alone decides when to checkpoint and stop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import shlex
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
 from enum import Enum
 from itertools import chain, islice
 from typing import Any, Protocol
 
 from iterctl.cursor import Cursor, check_cursor, decode_cursor, encode_cursor
+from iterctl.dispatch import WAKE_SECONDS, AsyncDispatch, Settled, ThreadDispatch
 from iterctl.errors import (
     ExitCode,
     InvalidCursorError,
@@ -29,11 +37,15 @@ from iterctl.job import Job
 from iterctl.stopping import StopNow, StopToken, Ticker
 from iterctl.stores import DEFAULT_STORE
 from iterctl.stores.base import Checkpoint, Hold, JobRecord, Status, Store
+from iterctl.window import Window
 
 #: Default seconds between checkpoints: a SIGKILL redoes at most this much work, and at
 #: this pace even an fsync'd SQLite write costs far under 1% of the run.
 DEFAULT_CHECKPOINT_INTERVAL = 5.0
 DEFAULT_PROGRESS_INTERVAL = 10.0
+#: With --concurrency N, up to this many times N items may sit between the watermark and
+#: the newest item dispatched; then dispatch waits for the oldest (back-pressure).
+WINDOW_PER_WORKER = 4
 
 
 class Outcome(Enum):
@@ -56,6 +68,8 @@ class RunSettings:
     max_runtime: float | None = None
     #: At most this many items in this run (``--limit``), then a resumable stop.
     limit: int | None = None
+    #: Items in progress at once (--concurrency); None keeps the job id's recorded value.
+    concurrency: int | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,8 @@ class RunResult:
     partition: str | None = None
     #: The command that carries this job on from where it stopped.
     resume_command: str = ""
+    #: Items still running on threads that a second SIGINT left behind (done again later).
+    abandoned: int = 0
 
     @property
     def exit_code(self) -> ExitCode:
@@ -131,12 +147,26 @@ class Runner:
         # What the store holds now: a failed checkpoint falls back to it.
         self._saved_cursor_json = hold.record.cursor_json
         self._saved_processed = hold.record.processed
+        self._saved_done_json = hold.record.done_json
         self._total: int | None = hold.record.total
+        #: --concurrency: a new value is kept with the job id from the next checkpoint on.
+        self.concurrency = settings.concurrency or record.concurrency or 1
+        self._concurrency_change = (
+            self.concurrency if self.concurrency != record.concurrency else None
+        )
+        self._async = inspect.iscoroutinefunction(job.each_iteration)
+        #: The watermark window of a concurrent run; None in the sequential loop.
+        self._window: Window | None = None
+        self._processed = self._saved_processed
+        self._error: Exception | None = None  # the first item that raised (concurrent)
 
     # -- the run ----------------------------------------------------------------------
 
     def run(self) -> RunResult:
         """Process items until done or told to stop; always leave the store consistent."""
+        # A done set left by a concurrent run must be honoured even at --concurrency 1.
+        if self.concurrency > 1 or self._async or self._saved_done_json is not None:
+            return self._run_concurrent()
         processed = self._saved_processed
         cursor = decode_cursor(self._saved_cursor_json)
         ticker = Ticker(
@@ -195,6 +225,13 @@ class Runner:
 
     def _begin(self, cursor: Cursor) -> Iterator[tuple[Any, Cursor]]:
         """Run the start hook, build the enumerator and check its first pair."""
+        enumerator = self._open(cursor)
+        if hasattr(enumerator, "__aiter__") and not hasattr(enumerator, "__iter__"):
+            self._begin_pairs_refused()
+        return self._checked(iter(enumerator))
+
+    def _open(self, cursor: Cursor) -> Any:
+        """Run the start hook, build the enumerator, count it and say the run started."""
         job = self._job
         if self._first_run:
             job.on_start()
@@ -215,15 +252,32 @@ class Runner:
         if total is not None:
             self._total = total
         self._reporter.started(self._hold.record, resumed=not self._first_run, total=total)
-        iterator = iter(enumerator)
-        first = next(iterator, _END)
+        return enumerator
+
+    def _checked(self, iterator: Iterator[Any]) -> Iterator[tuple[Any, Cursor]]:
+        """The pairs of ``iterator``, its first one checked to be an (item, JSON cursor) pair."""
+        first: Any = next(iterator, _END)
         if first is _END:
             return iter(())
+        self._check_pair(first)
+        # chain() is C code: it adds a few nanoseconds per item, a generator would add 30.
+        return chain(((first[0], first[1]),), iterator)
+
+    async def _checked_async(self, iterable: Any) -> AsyncIterator[tuple[Any, Cursor]]:
+        """The pairs of an async iterable, its first one checked as :meth:`_checked` does."""
+        pairs = aiter(iterable)
+        first: Any = await anext(pairs, _END)
+        if first is _END:
+            return
+        self._check_pair(first)
+        yield first[0], first[1]
+        async for pair in pairs:
+            yield pair
+
+    def _check_pair(self, first: Any) -> None:
         if not isinstance(first, tuple | list) or len(first) != 2:
             raise InvalidCursorError(_NOT_A_PAIR.format(job=self._name, value=first))
         check_cursor(first[1], self._name)
-        # chain() is C code: it adds a few nanoseconds per item, a generator would add 30.
-        return chain(((first[0], first[1]),), iterator)
 
     def _attend(self, cursor: Cursor, processed: int) -> bool:
         """Handle whatever raised the token's flag; True when the loop must stop."""
@@ -237,6 +291,206 @@ class Runner:
             token.progress_due = False
             self._reporter.progress(processed, self._total, cursor)
         return token.reason is not None
+
+    # -- with --concurrency: items in flight at once ------------------------------------
+
+    def _run_concurrent(self) -> RunResult:
+        """Read in order, run up to N items at once, settle outcomes here, stop exactly."""
+        window = Window(
+            WINDOW_PER_WORKER * self.concurrency,
+            watermark=decode_cursor(self._saved_cursor_json),
+            done_json=self._saved_done_json,
+            name=self._name,
+        )
+        self._window = window
+        ticker = Ticker(
+            self._token,
+            checkpoint_interval=self._settings.checkpoint_interval,
+            progress_interval=self._settings.progress_interval,
+            max_runtime=self._settings.max_runtime,
+        )
+        try:
+            with ticker:
+                enumerator = self._open(window.watermark)
+                if self._async:
+                    asyncio.run(self._async_loop(enumerator))
+                else:
+                    self._thread_loop(enumerator)
+            if self._error is not None:  # an item raised: the others have finished
+                return self._ended_by(self._error, window.watermark, self._processed)
+            if self._token.requested:
+                return self._stop(window.watermark, self._processed, self._token.reason or "stop")
+            return self._complete(window.watermark, self._processed)
+        except StopNow:
+            return self._stopped_now()
+        except JobCancelledError:  # the items in flight have finished: save them, then stop
+            return self._stop(window.watermark, self._processed, "cancelled")
+        except Exception as error:  # noqa: BLE001 - sorted out by _ended_by
+            return self._ended_by(error, window.watermark, self._processed)
+
+    def _thread_loop(self, enumerator: Any) -> None:
+        if hasattr(enumerator, "__aiter__") and not hasattr(enumerator, "__iter__"):
+            self._begin_pairs_refused()
+        dispatch = ThreadDispatch(self._job.each_iteration, self.concurrency)
+        self._dispatch: ThreadDispatch | AsyncDispatch = dispatch
+        try:
+            for item, cursor in self._checked(iter(enumerator)):
+                if self._admit(item, cursor, dispatch):
+                    break
+        except Exception:
+            self._drain(dispatch)
+            raise
+        self._drain(dispatch)
+        dispatch.close()
+
+    def _admit(self, item: Any, cursor: Cursor, dispatch: ThreadDispatch) -> bool:
+        """Dispatch one item once there is room; True when dispatching must end."""
+        window = self._window
+        assert window is not None
+        if window.restoring and window.skip(cursor):
+            return False  # done by an earlier run
+        while dispatch.in_flight >= self.concurrency or window.full:
+            self._settle(dispatch.wait())
+            if self._halting():
+                return True
+        dispatch.submit(window.add(cursor), item)
+        if dispatch.has_settled:
+            self._settle(dispatch.take())
+        return self._halting()
+
+    def _drain(self, dispatch: ThreadDispatch) -> None:
+        """Wait for every item in flight, checkpointing on time meanwhile (never raises)."""
+        tending = True
+        while dispatch.in_flight:
+            self._settle(dispatch.wait())
+            if tending and self._token.pending:
+                tending = self._tend_quietly()
+
+    async def _async_loop(self, enumerator: Any) -> None:
+        each: Any = self._job.each_iteration  # an async def, checked at __init__
+        dispatch = AsyncDispatch(each, self.concurrency)
+        self._dispatch = dispatch
+        nudge = asyncio.create_task(self._nudge(dispatch))
+        try:
+            try:
+                if hasattr(enumerator, "__aiter__"):
+                    async for item, cursor in self._checked_async(enumerator):
+                        if await self._admit_async(item, cursor, dispatch):
+                            break
+                else:
+                    for item, cursor in self._checked(iter(enumerator)):
+                        if await self._admit_async(item, cursor, dispatch):
+                            break
+            except Exception:  # not CancelledError/StopNow: those abandon what is in flight
+                await self._drain_async(dispatch)
+                raise
+            await self._drain_async(dispatch)
+        finally:
+            nudge.cancel()
+
+    async def _admit_async(self, item: Any, cursor: Cursor, dispatch: AsyncDispatch) -> bool:
+        """:meth:`_admit` on the event loop."""
+        window = self._window
+        assert window is not None
+        if window.restoring and window.skip(cursor):
+            return False
+        while dispatch.in_flight >= self.concurrency or window.full:
+            self._settle(await dispatch.wait())
+            if self._halting():
+                return True
+        dispatch.submit(window.add(cursor), item)
+        if dispatch.has_settled:
+            self._settle(dispatch.take())
+        return self._halting()
+
+    async def _drain_async(self, dispatch: AsyncDispatch) -> None:
+        tending = True
+        while dispatch.in_flight:
+            self._settle(await dispatch.wait())
+            if tending and self._token.pending:
+                tending = self._tend_quietly()
+
+    async def _nudge(self, dispatch: AsyncDispatch) -> None:
+        """Wake a waiting loop when the token needs it (signals cannot wake the selector)."""
+        while True:
+            await asyncio.sleep(WAKE_SECONDS)
+            if self._token.pending:
+                dispatch.wake()
+
+    def _settle(self, outcomes: list[Settled]) -> None:
+        """Every item's outcome is handled here, and only here, on the window's thread."""
+        window = self._window
+        assert window is not None
+        for ticket, item, error in outcomes:
+            if error is None:
+                window.complete(ticket)
+                self._processed += 1
+            else:
+                self._item_raised(ticket, item, error)
+        if self._every_item and outcomes:
+            self._token.checkpoint_due = True
+            self._token.pending = True
+
+    def _item_raised(self, ticket: int, item: Any, error: BaseException) -> None:
+        """An item raised: stop dispatching; it stays out of the done set, so resume retries it.
+
+        This is the one place where a failed item is decided. Issue 11's budget plugs in
+        here: ``if self._item_failed(item, cursor, error, attempts): window.complete(ticket)``
+        (a recorded failure counts as done for the watermark) and return.
+        """
+        if isinstance(error, StopNow):
+            raise error  # a second SIGINT landed inside an async item
+        if self._error is None:
+            self._error = error if isinstance(error, Exception) else RuntimeError(repr(error))
+
+    def _halting(self) -> bool:
+        """True when dispatch must end: a stop was asked for, or an item raised."""
+        return (self._token.pending and self._tend()) or self._error is not None
+
+    def _tend(self) -> bool:
+        """:meth:`_attend` for a concurrent run: the watermark is the progress."""
+        token, window = self._token, self._window
+        assert window is not None
+        token.pending = False  # clear first: the ticker sets its flags before `pending`
+        if token.checkpoint_due:
+            token.checkpoint_due = False
+            self._checkpoint(window.watermark, self._processed, Status.RUNNING)
+        if token.progress_due:
+            token.progress_due = False
+            self._reporter.progress(self._processed, self._total, window.watermark)
+        return token.reason is not None
+
+    def _tend_quietly(self) -> bool:
+        """:meth:`_tend` while draining; False once the store refused (the end says why)."""
+        try:
+            self._tend()
+        except IterctlError:
+            return False
+        return True
+
+    def _stopped_now(self) -> RunResult:
+        """A second SIGINT: save only what completed, leave the items in flight, say so."""
+        window = self._window
+        assert window is not None
+        dispatch = getattr(self, "_dispatch", None)
+        if dispatch is not None:
+            for outcome in dispatch.take():
+                if outcome[2] is None:
+                    self._settle([outcome])
+            dispatch.abandon()
+        abandoned = len(window.in_flight())
+        reason = "second SIGINT"
+        if abandoned:
+            reason += f"; {abandoned} item(s) in flight abandoned, done again on resume"
+        result = self._stop(window.watermark, self._processed, reason)
+        return replace(result, abandoned=abandoned)
+
+    def _begin_pairs_refused(self) -> None:
+        raise InvalidCursorError(
+            f"{self._name}.build_enumerator returned an async iterable, but "
+            "each_iteration is not async — make it `async def each_iteration`, "
+            "or return a plain iterable"
+        )
 
     # -- endings ----------------------------------------------------------------------
 
@@ -268,7 +522,13 @@ class Runner:
             self._checkpoint(cursor, processed, Status.FAILED, error=message)
         except InvalidCursorError:
             # The newest cursor cannot be stored: keep the last one that could.
-            self._write(self._saved_cursor_json, self._saved_processed, Status.FAILED, message)
+            self._write(
+                self._saved_cursor_json,
+                self._saved_processed,
+                Status.FAILED,
+                message,
+                self._saved_done_json,
+            )
         except (JobCancelledError, LostHoldError, StoreUnavailableError):
             pass  # the failure is still reported; the store keeps what it had
         if outcome is Outcome.FAILED:
@@ -320,17 +580,33 @@ class Runner:
     def _checkpoint(
         self, cursor: Cursor, processed: int, status: Status, error: str | None = None
     ) -> None:
-        self._write(encode_cursor(cursor, self._name), processed, status, error)
+        cursor_json = encode_cursor(cursor, self._name)
+        done_json = None if self._window is None else self._window.done_json()
+        self._write(cursor_json, processed, status, error, done_json)
 
     def _write(
-        self, cursor_json: str | None, processed: int, status: Status, error: str | None
+        self,
+        cursor_json: str | None,
+        processed: int,
+        status: Status,
+        error: str | None,
+        done_json: str | None = None,
     ) -> None:
         self._store.checkpoint(
             self._hold,
-            Checkpoint(cursor_json, processed, status, total=self._total, error=error),
+            Checkpoint(
+                cursor_json,
+                processed,
+                status,
+                total=self._total,
+                error=error,
+                done_json=done_json,
+                concurrency=self._concurrency_change,
+            ),
         )
         self._saved_cursor_json = cursor_json
         self._saved_processed = processed
+        self._saved_done_json = done_json
 
 
 _END = object()
@@ -339,8 +615,12 @@ _END = object()
 def _is_unpacking_error(error: BaseException) -> bool:
     """True when ``error`` came from unpacking a yielded value into ``item, cursor``.
 
-    Such an error is raised by the runner's own frame: its traceback has no deeper frame,
-    unlike an error raised inside the job's code.
+    Such an error is raised by the runner's own code: the innermost frame of its traceback
+    is in this module, unlike an error raised inside the job's code.
     """
     traceback = error.__traceback__
-    return traceback is not None and traceback.tb_next is None and "unpack" in str(error)
+    if traceback is None or "unpack" not in str(error):
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return traceback.tb_frame.f_code.co_filename == __file__

@@ -146,6 +146,8 @@ def checkpointed(current: JobRecord, checkpoint: Checkpoint) -> JobRecord:
         cursor_json=checkpoint.cursor_json,
         processed=checkpoint.processed,
         total=current.total if checkpoint.total is None else checkpoint.total,
+        done_json=checkpoint.done_json,
+        concurrency=_kept(checkpoint.concurrency, current.concurrency),
         updated_at=utc_now(),
     )
     if current.status is Status.CANCELLED:
@@ -197,6 +199,8 @@ class Checkpoint:
     #: Running time across every run, and the recent rate (see JobRecord); None keeps them.
     elapsed: float | None = None
     rate: float | None = None
+    #: --concurrency given to this run, when it differs from the job's; None keeps it.
+    concurrency: int | None = None
 
 
 class Store(Protocol):

@@ -432,7 +432,7 @@ class SqlStore:
             "done": checkpoint.done_json,
             "updated_at": utc_now(),
         }
-        for column in ("total", "failed_items", "elapsed", "rate"):
+        for column in ("total", "failed_items", "elapsed", "rate", "concurrency"):
             value = getattr(checkpoint, column)
             if value is not None:  # None keeps what the store has
                 progress[column] = value

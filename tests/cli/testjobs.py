@@ -7,7 +7,9 @@ This file is copied into each test's working directory and imported from there a
 
 from __future__ import annotations
 
+import asyncio
 import os
+import random
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -149,3 +151,61 @@ class Typed(Job):
 
 
 NOT_A_JOB = 42
+
+
+# -- --concurrency -----------------------------------------------------------------------
+
+
+def _duration(params: dict[str, str], item: int) -> float:
+    """A random duration per item (0 to `max_delay` s), the same for an item on every run."""
+    return random.Random(item).uniform(0, float(params.get("max_delay", "0.01")))
+
+
+def _fail_here(params: dict[str, str], item: int) -> None:
+    """Raise for the items listed in `fail_at` (comma-separated), once each."""
+    if str(item) in params.get("fail_at", "").split(","):
+        marker = Path(f"{params['log']}.failed-{item}")
+        if not marker.exists():
+            marker.touch()
+            raise RuntimeError(f"item {item} is broken")
+
+
+class Concurrent(Job):
+    """Items 0..count-1 of random duration; logs "item N" when one is done. Run it with
+    --concurrency: items finish out of order. Options: count, max_delay, fail_at, block,
+    block_seconds (item `block` takes that long)."""
+
+    def build_enumerator(self, cursor: int | None) -> Iterator[tuple[int, int]]:
+        start = 0 if cursor is None else cursor + 1
+        return ((n, n) for n in range(start, int(self.params.get("count", "100"))))
+
+    def count(self) -> int:
+        return int(self.params.get("count", "100"))
+
+    def each_iteration(self, item: int) -> None:
+        _fail_here(self.params, item)
+        if str(item) == self.params.get("block"):
+            _append(self.params["log"], f"blocking {item}")
+            time.sleep(float(self.params.get("block_seconds", "3")))
+        time.sleep(_duration(self.params, item))
+        _append(self.params["log"], f"item {item}")
+
+
+class AsyncConcurrent(Concurrent):
+    """Concurrent with `async def each_iteration` and an async iterable of string cursors
+    (cursors are opaque: "k0005" sorts as text, and the runner never compares numbers)."""
+
+    def build_enumerator(self, cursor: Any) -> Any:  # an async iterable of pairs
+        start = 0 if cursor is None else int(cursor[1:]) + 1
+        count = int(self.params.get("count", "100"))
+
+        async def pairs() -> Any:
+            for n in range(start, count):
+                yield n, f"k{n:04d}"
+
+        return pairs()
+
+    async def each_iteration(self, item: int) -> None:  # type: ignore[override]  # async on purpose
+        _fail_here(self.params, item)
+        await asyncio.sleep(_duration(self.params, item))
+        _append(self.params["log"], f"item {item}")
