@@ -158,12 +158,15 @@ NOT_A_JOB = 42
 
 def _duration(params: dict[str, str], item: int) -> float:
     """A random duration per item (0 to `max_delay` s), the same for an item on every run."""
-    return random.Random(item).uniform(0, float(params.get("max_delay", "0.01")))
+    rng = random.Random(item)  # noqa: S311 - test timing, not cryptography
+    return rng.uniform(0, float(params.get("max_delay", "0.01")))
 
 
 def _fail_here(params: dict[str, str], item: int) -> None:
-    """Raise for the items listed in `fail_at` (comma-separated), once each."""
+    """Raise for the items listed in `fail_at` (comma-separated), once each, after a pause
+    of `max_delay` (so that items dispatched after it finish first)."""
     if str(item) in params.get("fail_at", "").split(","):
+        time.sleep(float(params.get("max_delay", "0.01")))
         marker = Path(f"{params['log']}.failed-{item}")
         if not marker.exists():
             marker.touch()
@@ -173,7 +176,7 @@ def _fail_here(params: dict[str, str], item: int) -> None:
 class Concurrent(Job):
     """Items 0..count-1 of random duration; logs "item N" when one is done. Run it with
     --concurrency: items finish out of order. Options: count, max_delay, fail_at, block,
-    block_seconds (item `block` takes that long)."""
+    block_seconds (item `block` takes that long, on its first run only)."""
 
     def build_enumerator(self, cursor: int | None) -> Iterator[tuple[int, int]]:
         start = 0 if cursor is None else cursor + 1
@@ -183,11 +186,13 @@ class Concurrent(Job):
         return int(self.params.get("count", "100"))
 
     def each_iteration(self, item: int) -> None:
-        _fail_here(self.params, item)
-        if str(item) == self.params.get("block"):
+        marker = Path(f"{self.params['log']}.blocked")
+        if str(item) == self.params.get("block") and not marker.exists():
+            marker.touch()
             _append(self.params["log"], f"blocking {item}")
             time.sleep(float(self.params.get("block_seconds", "3")))
         time.sleep(_duration(self.params, item))
+        _fail_here(self.params, item)  # after the work: items after it have finished by then
         _append(self.params["log"], f"item {item}")
 
 
@@ -206,6 +211,6 @@ class AsyncConcurrent(Concurrent):
         return pairs()
 
     async def each_iteration(self, item: int) -> None:  # type: ignore[override]  # async on purpose
-        _fail_here(self.params, item)
         await asyncio.sleep(_duration(self.params, item))
+        _fail_here(self.params, item)
         _append(self.params["log"], f"item {item}")

@@ -447,3 +447,31 @@ def test_a_record_round_trips_through_every_field(stores: StoreUnderTest) -> Non
     store.create(record)
 
     assert store.get(record.job_id) == record
+
+
+def test_a_checkpoint_round_trips_the_done_set_and_the_concurrency(
+    stores: StoreUnderTest,
+) -> None:
+    """--concurrency: the watermark, the done set (exact JSON text, large and unicode
+    included) and a changed concurrency come back from every store; the next checkpoint
+    without a done set clears it, and one without a concurrency keeps it."""
+    store = stores.open()
+    job_id = created(store)
+    hold = store.acquire(job_id)
+    done = "[" + ",".join(f'{{"id":{n},"k":"clé-{n}"}}' for n in range(2, 2000, 3)) + "]"
+
+    store.checkpoint(hold, Checkpoint('{"id":1}', 700, Status.RUNNING, done_json=done,
+                                      concurrency=32))  # fmt: skip
+    record = store.get(job_id)
+    assert record is not None
+    assert (record.cursor_json, record.done_json, record.concurrency) == ('{"id":1}', done, 32)
+    store.release(hold)
+    store.close()
+
+    reopened = stores.open()  # what a resume in another process reads
+    hold = reopened.acquire(job_id)
+    assert (hold.record.done_json, hold.record.concurrency) == (done, 32)
+    reopened.checkpoint(hold, Checkpoint('{"id":2000}', 2000, Status.SUCCEEDED))
+    record = reopened.get(job_id)
+    assert record is not None
+    assert (record.done_json, record.concurrency) == (None, 32)
