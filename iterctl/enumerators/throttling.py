@@ -10,13 +10,19 @@
 
 A pause waits on the job's stop token, so a throttled job that gets SIGTERM stops at once:
 the enumerator yields nothing more and the cursor stays at the last item done.
+
+With ``--concurrency N`` the runner reads the enumerator on one thread and dispatches each
+item as it is read, so the pacing applies to dispatch: ``max_rate`` holds for the whole
+process, whatever N. An async job iterates it with ``async for``: then the waits are
+``asyncio.sleep`` and the items in flight go on meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from iterctl.cursor import Cursor
@@ -73,6 +79,36 @@ class Throttled(Enumerator[Any]):
                 return
             yield pair
 
+    async def __aiter__(self) -> AsyncIterator[tuple[Any, Cursor]]:
+        """:meth:`__iter__` for an async job: it waits on the event loop, not the thread."""
+        stop, interval = self._stop, self._interval
+        check_every, countdown = self._check_every, 0
+        next_at = time.monotonic()
+        for pair in self._pairs:
+            if self._pause_while is not None:
+                countdown -= 1
+                if countdown <= 0:
+                    countdown = check_every
+                    if await self._pause_async() or stop.requested:
+                        return
+            if interval:
+                wait = next_at - time.monotonic()
+                if wait > 0 and await _wait_async(stop, wait):
+                    return
+                next_at = max(next_at, time.monotonic() - interval) + interval
+            if stop.requested:
+                return
+            yield pair
+
+    async def _pause_async(self) -> bool:
+        delay = self._backoff
+        assert self._pause_while is not None
+        while self._pause_while():
+            if await _wait_async(self._stop, delay):
+                return True
+            delay = min(delay * 2, self._max_backoff)
+        return False
+
     def _pause(self) -> bool:
         """Wait, backing off, while the predicate holds; True if a stop came meanwhile."""
         delay = self._backoff
@@ -97,6 +133,17 @@ class Throttled(Enumerator[Any]):
         return part
 
 
+async def _wait_async(stop: StopToken, seconds: float) -> bool:
+    """:meth:`StopToken.wait` on the event loop; True if a stop was requested."""
+    deadline = time.monotonic() + seconds
+    while stop.reason is None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        await asyncio.sleep(min(remaining, 0.05))
+    return stop.reason is not None
+
+
 def throttled(
     pairs: Iterable[tuple[Any, Cursor]],
     stop: StopToken | Any,
@@ -115,6 +162,11 @@ def throttled(
     """
     token = stop if isinstance(stop, StopToken) else stop.stop_token
     return Throttled(
-        pairs, token, pause_while=pause_while, backoff=backoff, max_backoff=max_backoff,
-        check_every=check_every, max_rate=max_rate,
+        pairs,
+        token,
+        pause_while=pause_while,
+        backoff=backoff,
+        max_backoff=max_backoff,
+        check_every=check_every,
+        max_rate=max_rate,
     )
