@@ -106,3 +106,35 @@ def test_csv_import_example_retries_a_failed_row_and_passes_the_check(tmp_path: 
 
 def test_partitioned_example_covers_its_walk_in_four_partitions() -> None:
     assert_resumes(PartitionedCount, params={"count": 1000}, partitions=4)
+
+
+def test_async_fetch_example_runs_64_calls_at_once_stops_and_resumes_exactly_once(
+    work: Workdir,
+) -> None:
+    """The async example with --concurrency 64: SIGTERM lets the calls in flight finish and
+    exits 75; the same command fetches the rest. Its INSERT (no upsert) would fail on a user
+    fetched twice, so exit 0 with every row means exactly once."""
+    db = work.path / "profiles.db"
+    args = ["run", "jobs_examples.async_fetch:FetchProfiles", "--job-id", "fetch",
+            "--concurrency", "64", "--param", f"db={db}", "--param", "users=3000"]  # fmt: skip
+    process = work.start(*args)
+    work.wait_for(lambda _lines: _profiles(db) >= 300, process)
+    process.send_signal(signal.SIGTERM)
+    assert work.finish(process).returncode == 75
+    assert 300 <= _profiles(db) < 3000
+    finished = work.run(*args[:4], *args[6:])  # no --concurrency: the recorded one is kept
+    assert finished.returncode == 0, finished.stderr
+    assert _profiles(db) == 3000
+    status = work.status("fetch")
+    assert (status["processed"], status["concurrency"]) == (3000, 64)
+
+
+def _profiles(db: Path) -> int:
+    if not db.exists():
+        return 0
+    with sqlite3.connect(db, timeout=5) as connection:
+        try:
+            found = connection.execute("SELECT count(*) FROM profiles").fetchone()
+        except sqlite3.OperationalError:
+            return 0
+    return int(found[0])
