@@ -153,6 +153,8 @@ class LineReporter:
         self._start_time = clock()
         self._start_processed = 0
         self._started = False
+        #: What a stop waits for: one item, or with --concurrency N > 1 all those in flight.
+        self.current = "the current item"
         # Signal notices come from the watcher thread, progress from the main one.
         self._lock = threading.Lock()
 
@@ -183,6 +185,8 @@ class LineReporter:
             self._label = record.job_id
         self._start_time, self._start_processed = self._clock(), record.processed
         self._started = True
+        if record.concurrency > 1:
+            self.current = "the items in flight"
         cursor = json.loads(record.cursor_json) if record.cursor_json else None
         of_total = "" if total is None else f" of {total:,}"
         if resumed:
@@ -193,6 +197,8 @@ class LineReporter:
         else:
             count = "an unknown number of" if total is None else f"{total:,}"
             text = f"started job {self._label} ({record.job}), {count} items"
+        if record.concurrency > 1:
+            text += f", {record.concurrency} at once"
         self._emit(
             "resume" if resumed else "start",
             text,
@@ -263,12 +269,13 @@ class LineReporter:
         ``now``: it stops the run at once (a second SIGINT); ``again``: a stop was already
         under way and this signal changes nothing.
         """
+        current = self.current
         if now:
-            meaning = "stopping now, in the middle of the current item"
+            meaning = f"stopping now, in the middle of {current}"
         elif again:
-            meaning = "already stopping after the current item"
+            meaning = f"already stopping after {current}"
         else:
-            meaning = "stopping after the current item (a second SIGINT stops at once)"
+            meaning = f"stopping after {current} (a second SIGINT stops at once)"
         job = f"job {self._label}: " if self._label else ""
         self._emit("signal", f"{job}{signal_name} received — {meaning}", signal=signal_name)
 
@@ -414,14 +421,15 @@ class BarReporter:
 
     def signal_received(self, signal_name: str, *, now: bool, again: bool) -> None:
         """What a Ctrl-C does, said at once, above the bar (from the signal watcher thread)."""
+        current = self._lines.current
         if now:
-            text = "Stopping now, in the middle of the current item."
+            text = f"Stopping now, in the middle of {current}."
         elif again:
-            text = f"{signal_name}: already stopping after the current item."
+            text = f"{signal_name}: already stopping after {current}."
         elif signal_name == "SIGINT":
-            text = "Stopping after the current item — press Ctrl-C again to stop now."
+            text = f"Stopping after {current} — press Ctrl-C again to stop now."
         else:
-            text = f"{signal_name}: stopping after the current item — Ctrl-C to stop now."
+            text = f"{signal_name}: stopping after {current} — Ctrl-C to stop now."
         from rich.text import Text
 
         # A styled Text, not print(style=…): that style would spill onto the bar drawn below.

@@ -159,6 +159,7 @@ class Runner:
         self._window: Window | None = None
         self._processed = self._saved_processed
         self._error: Exception | None = None  # the first item that raised (concurrent)
+        self._dispatch: ThreadDispatch | AsyncDispatch | None = None
 
     # -- the run ----------------------------------------------------------------------
 
@@ -251,7 +252,10 @@ class Runner:
         total = self._total if total is None else total
         if total is not None:
             self._total = total
-        self._reporter.started(self._hold.record, resumed=not self._first_run, total=total)
+        record = self._hold.record
+        if record.concurrency != self.concurrency:  # a new --concurrency: say the one in force
+            record = replace(record, concurrency=self.concurrency)
+        self._reporter.started(record, resumed=not self._first_run, total=total)
         return enumerator
 
     def _checked(self, iterator: Iterator[Any]) -> Iterator[tuple[Any, Cursor]]:
@@ -332,7 +336,7 @@ class Runner:
         if hasattr(enumerator, "__aiter__") and not hasattr(enumerator, "__iter__"):
             self._begin_pairs_refused()
         dispatch = ThreadDispatch(self._job.each_iteration, self.concurrency)
-        self._dispatch: ThreadDispatch | AsyncDispatch = dispatch
+        self._dispatch = dispatch
         try:
             for item, cursor in self._checked(iter(enumerator)):
                 if self._admit(item, cursor, dispatch):
@@ -472,7 +476,7 @@ class Runner:
         """A second SIGINT: save only what completed, leave the items in flight, say so."""
         window = self._window
         assert window is not None
-        dispatch = getattr(self, "_dispatch", None)
+        dispatch = self._dispatch
         if dispatch is not None:
             for outcome in dispatch.take():
                 if outcome[2] is None:

@@ -221,6 +221,8 @@ def test_a_second_sigint_stops_at_once_and_keeps_only_completed_items(
     assert time.monotonic() - signalled < 2, "a second SIGINT must not wait for the item"
     assert finished.returncode == 75, finished.stderr
     assert "abandoned" in finished.stderr
+    assert "300 items, 4 at once" in finished.stderr
+    assert "SIGINT received — stopping after the items in flight" in finished.stderr
     record = _record(workdir, "impatient")
     assert 10 not in _saved_items(record)
     assert _saved_items(record) == set(workdir.items())
