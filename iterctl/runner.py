@@ -343,6 +343,7 @@ class Runner:
                     break
         except Exception:
             self._drain(dispatch)
+            dispatch.close()
             raise
         self._drain(dispatch)
         dispatch.close()

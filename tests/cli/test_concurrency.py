@@ -284,3 +284,26 @@ def test_partitions_each_run_n_at_once_exactly_once(workdir: Workdir) -> None:
     ]
     assert sorted(items) == list(range(400))
     assert workdir.status("parts")["concurrency"] == 4
+
+
+@pytest.mark.parametrize("how", ["cancel", "max-runtime"])
+def test_cancel_and_max_runtime_let_the_items_in_flight_finish_and_save_them(
+    workdir: Workdir, how: str
+) -> None:
+    """`cancel` (exit 3) and --max-runtime (exit 75) stop dispatching like SIGTERM: the
+    items in flight finish and the store holds exactly the items the log shows."""
+    extra = ["--max-runtime", "1"] if how == "max-runtime" else ["--checkpoint-interval", "0.1"]
+    process = workdir.start(*_command(
+        workdir, "Concurrent", how, "--concurrency", "8", "--param", "count=100000",
+        "--param", "max_delay=0.02", *extra,
+    ))  # fmt: skip
+    workdir.wait_items(100, process)
+    if how == "cancel":
+        assert workdir.run("cancel", how).returncode == 0
+    finished = workdir.finish(process)
+
+    assert finished.returncode == (3 if how == "cancel" else 75), finished.stderr
+    record = _record(workdir, how)
+    logged = workdir.items()
+    assert _saved_items(record) == set(logged)
+    assert record.processed == len(logged)

@@ -42,6 +42,25 @@ def test_a_schema_1_store_is_migrated_and_its_job_resumes(workdir: Workdir) -> N
         assert db.execute("SELECT version FROM iterctl_schema").fetchall() == [(3,)]
 
 
+def test_a_schema_1_store_resumes_with_concurrency_and_keeps_it(workdir: Workdir) -> None:
+    """A job saved before done sets existed resumes with --concurrency 4 from its cursor:
+    no item before it redone, none after it skipped; the new N is recorded."""
+    store = workdir.path / "old.db"
+    with sqlite3.connect(store) as db:
+        db.executescript(_SCHEMA_1)
+        db.execute(
+            "INSERT INTO iterctl_jobs VALUES ('old', 0, 1, 'testjobs:Concurrent', ?, "
+            "'interrupted', '39', 40, 100, 1, NULL, '2026-01-01T00:00:00.000000+00:00', "
+            "'2026-01-01T00:00:00.000000+00:00', NULL, 3)",
+            (f'{{"count": "100", "log": "{workdir.log}"}}',),
+        )
+    result = workdir.run("resume", "old", "--store", f"sqlite:///{store}", "--concurrency", "4")
+    assert result.returncode == 0, result.stderr
+    assert sorted(workdir.items()) == list(range(40, 100))
+    status = workdir.status("old", "--store", f"sqlite:///{store}")
+    assert (status["processed"], status["concurrency"]) == (100, 4)
+
+
 def test_a_store_from_a_newer_iterctl_is_refused_with_69(workdir: Workdir) -> None:
     """Schema 99: iterctl says to upgrade itself, exits 69 and changes nothing."""
     store = workdir.path / "new.db"
