@@ -154,7 +154,11 @@ class Runner:
         self._concurrency_change = (
             self.concurrency if self.concurrency != record.concurrency else None
         )
-        self._async = inspect.iscoroutinefunction(job.each_iteration)
+        each = job.each_iteration
+        # unwrap: an `async def` under a functools.wraps decorator is async too.
+        self._async = inspect.iscoroutinefunction(each) or inspect.iscoroutinefunction(
+            inspect.unwrap(each)
+        )
         #: The watermark window of a concurrent run; None in the sequential loop.
         self._window: Window | None = None
         self._processed = self._saved_processed
