@@ -443,9 +443,21 @@ class Runner:
     def _item_raised(self, ticket: int, item: Any, error: BaseException) -> None:
         """An item raised: stop dispatching; it stays out of the done set, so resume retries it.
 
-        This is the one place where a failed item is decided. Issue 11's budget plugs in
-        here: ``if self._item_failed(item, cursor, error, attempts): window.complete(ticket)``
-        (a recorded failure counts as done for the watermark) and return.
+        This is the one place where a failed item is decided, on the window's thread. The
+        failure budget (issue 11) plugs in here, before the lines below::
+
+            window = self._window
+            if isinstance(error, Exception) and self._item_failed(
+                item, window.cursor_of(ticket), error, attempts_of(error),
+                before=window.cursor_before(ticket),
+            ):
+                window.complete(ticket)  # a recorded failure counts as done
+                self._processed += 1
+                return
+
+        (and the dispatchers then take ``self._each()``, the retrying wrapper). A StopNow
+        raised by a retry's backoff in a worker means "not done, stopping": leave the item
+        out of the done set rather than treat it as a second SIGINT.
         """
         if isinstance(error, StopNow):
             raise error  # a second SIGINT landed inside an async item

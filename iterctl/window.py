@@ -113,6 +113,17 @@ class Window:
             first += 1
         self._first = first
 
+    def cursor_of(self, ticket: int) -> Cursor:
+        """The cursor of an item not yet complete."""
+        return self._cursors[ticket]
+
+    def cursor_before(self, ticket: int) -> Cursor:
+        """The cursor of the item entered just before ``ticket`` (not yet complete): the
+        one to rebuild the enumerator from to meet that item again."""
+        before = self._cursors.get(ticket - 1, _MISSING)
+        # Passed by the watermark: then the watermark stops right before this item.
+        return self.watermark if before is _MISSING else before
+
     # -- what a checkpoint saves --------------------------------------------------------------
 
     def done_cursors(self) -> list[Cursor]:

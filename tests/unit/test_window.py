@@ -274,3 +274,13 @@ def test_a_full_window_holds_back_dispatch_until_its_lowest_item_completes() -> 
 def test_a_window_needs_a_capacity() -> None:
     with pytest.raises(ValueError, match="capacity"):
         Window(0)
+
+
+def test_the_cursor_before_an_unfinished_item_is_the_one_to_rebuild_from() -> None:
+    """cursor_before(t): the previous item's cursor, or the watermark once it passed it."""
+    window = Window(8, watermark="w")
+    first, second, third = (window.add(c) for c in ("a", "b", "c"))
+    assert (window.cursor_before(first), window.cursor_before(third)) == ("w", "b")
+    window.complete(first)
+    window.complete(third)
+    assert (window.cursor_of(second), window.cursor_before(second)) == ("b", "a")
