@@ -164,6 +164,10 @@ class Runner:
         self._processed = self._saved_processed
         self._error: Exception | None = None  # the first item that raised (concurrent)
         self._dispatch: ThreadDispatch | AsyncDispatch | None = None
+        #: --limit: items this run may still dispatch (None: no limit), and whether the
+        #: limit, not the end of the walk, ended dispatching.
+        self._left = settings.limit
+        self._limit_hit = False
 
     # -- the run ----------------------------------------------------------------------
 
@@ -328,6 +332,9 @@ class Runner:
                 return self._ended_by(self._error, window.watermark, self._processed)
             if self._token.requested:
                 return self._stop(window.watermark, self._processed, self._token.reason or "stop")
+            if self._limit_hit:
+                reason = f"--limit {self._settings.limit} reached"
+                return self._stop(window.watermark, self._processed, reason)
             return self._complete(window.watermark, self._processed)
         except StopNow:
             return self._stopped_now()
@@ -342,9 +349,12 @@ class Runner:
         dispatch = ThreadDispatch(self._job.each_iteration, self.concurrency)
         self._dispatch = dispatch
         try:
-            for item, cursor in self._checked(iter(enumerator)):
+            pairs = self._checked(iter(enumerator))
+            for item, cursor in pairs:
                 if self._admit(item, cursor, dispatch):
                     break
+            if self._left == 0:  # an exhausted limit is not the end: is anything next?
+                self._limit_hit = any(not self._skipped(cursor) for _item, cursor in pairs)
         except Exception:
             self._drain(dispatch)
             dispatch.close()
@@ -365,7 +375,19 @@ class Runner:
         dispatch.submit(window.add(cursor), item)
         if dispatch.has_settled:
             self._settle(dispatch.take())
-        return self._halting()
+        return self._halting() or self._limit_reached()
+
+    def _skipped(self, cursor: Cursor) -> bool:
+        window = self._window
+        assert window is not None
+        return window.restoring and window.skip(cursor)
+
+    def _limit_reached(self) -> bool:
+        """Count one dispatch against --limit; True when it was the last one allowed."""
+        if self._left is None:
+            return False
+        self._left -= 1
+        return self._left == 0
 
     def _drain(self, dispatch: ThreadDispatch) -> None:
         """Wait for every item in flight, checkpointing on time meanwhile (never raises)."""
@@ -383,13 +405,23 @@ class Runner:
         try:
             try:
                 if hasattr(enumerator, "__aiter__"):
-                    async for item, cursor in self._checked_async(enumerator):
+                    pairs = self._checked_async(enumerator)
+                    async for item, cursor in pairs:
                         if await self._admit_async(item, cursor, dispatch):
                             break
+                    if self._left == 0:  # an exhausted limit is not the end: anything next?
+                        self._limit_hit = False
+                        async for _item, cursor in pairs:
+                            if not self._skipped(cursor):
+                                self._limit_hit = True
+                                break
                 else:
-                    for item, cursor in self._checked(iter(enumerator)):
+                    sync_pairs = self._checked(iter(enumerator))
+                    for item, cursor in sync_pairs:
                         if await self._admit_async(item, cursor, dispatch):
                             break
+                    if self._left == 0:
+                        self._limit_hit = any(not self._skipped(c) for _i, c in sync_pairs)
             except Exception:  # not CancelledError/StopNow: those abandon what is in flight
                 await self._drain_async(dispatch)
                 raise
@@ -410,7 +442,7 @@ class Runner:
         dispatch.submit(window.add(cursor), item)
         if dispatch.has_settled:
             self._settle(dispatch.take())
-        return self._halting()
+        return self._halting() or self._limit_reached()
 
     async def _drain_async(self, dispatch: AsyncDispatch) -> None:
         tending = True

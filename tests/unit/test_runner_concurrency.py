@@ -245,3 +245,32 @@ def test_a_later_value_that_is_not_a_pair_is_refused_not_blamed_on_the_job() -> 
     assert result.outcome is Outcome.REFUSED
     assert sorted(job.done) == [1, 2]
     assert result.cursor == 2
+
+
+@pytest.mark.parametrize("walk", [Walk, AsyncWalk])
+def test_limit_counts_dispatched_items_and_a_limit_at_the_last_item_is_the_end(
+    walk: type[Walk],
+) -> None:
+    """--limit 10 with N = 4 over 25 items: 10, then 10 (both stops, resumable), then a
+    limit of 5 that ends exactly at the last item: succeeded."""
+    store = MemoryStore()
+    store.create(JobRecord("walk", "tests:Walk", {}))
+    done: list[int] = []
+    outcomes = []
+    for run, limit in enumerate((10, 10, 5)):
+        job = walk(lambda c: int_range(0, 25, cursor=c))
+        hold = store.acquire("walk")
+        reporter = QuietReporter()
+        try:
+            Runner(
+                job, store, hold, token=job.stop_token, reporter=reporter,
+                settings=RunSettings(concurrency=4, limit=limit, **RARELY), first_run=run == 0,
+            ).run()  # fmt: skip
+        finally:
+            store.release(hold)
+        assert len(job.done) == limit
+        done += job.done
+        outcomes.append((reporter.results[-1].outcome, reporter.results[-1].reason))
+    assert outcomes[:2] == [(Outcome.STOPPED, "--limit 10 reached")] * 2
+    assert outcomes[2][0] is Outcome.SUCCEEDED
+    assert sorted(done) == list(range(25))
