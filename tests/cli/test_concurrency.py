@@ -229,6 +229,7 @@ def test_a_second_sigint_stops_at_once_and_keeps_only_completed_items(
     resumed = workdir.run("resume", "impatient", env={"ITERCTL_CONCURRENCY": "2"}, timeout=90)
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(workdir.items()) == list(range(300))
+    assert workdir.status("impatient")["concurrency"] == 2  # from ITERCTL_CONCURRENCY
 
 
 def test_the_concurrency_is_kept_with_the_job_id_and_a_new_one_replaces_it(
