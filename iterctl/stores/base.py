@@ -259,6 +259,10 @@ class Checkpoint:
     resolved: tuple[str, ...] = ()
 
 
+#: Failure records, newest first (a name that the Store's `list` method can't shadow).
+FailureRecords = list[FailureRecord]
+
+
 def apply_failures(
     kept: dict[str, FailureRecord], checkpoint: Checkpoint
 ) -> dict[str, FailureRecord]:
@@ -332,7 +336,7 @@ class Store(Protocol):
         """Give the job id back."""
         ...
 
-    def failures(self, job_id: str, limit: int | None = None) -> list[FailureRecord]:
+    def failures(self, job_id: str, limit: int | None = None) -> FailureRecords:
         """The failure records of ``job_id`` (every partition), newest first, at most
         ``limit`` of them (None: all)."""
         ...

@@ -28,6 +28,7 @@ from iterctl.stores.base import (
     RESUMABLE,
     Checkpoint,
     FailureRecord,
+    FailureRecords,
     Hold,
     JobRecord,
     Records,
@@ -205,7 +206,7 @@ class JsonFileStore:
         if cancelled:
             raise JobCancelledError(f"job {hold.job_id} was cancelled")
 
-    def failures(self, job_id: str, limit: int | None = None) -> list[FailureRecord]:
+    def failures(self, job_id: str, limit: int | None = None) -> FailureRecords:
         document = self._read()
         found = [
             replace(failure, partition=record.partition)

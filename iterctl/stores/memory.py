@@ -10,6 +10,7 @@ from iterctl.stores.base import (
     RESUMABLE,
     Checkpoint,
     FailureRecord,
+    FailureRecords,
     Hold,
     JobRecord,
     Records,
@@ -101,7 +102,7 @@ class MemoryStore:
         if cancelled:
             raise JobCancelledError(f"job {name} was cancelled")
 
-    def failures(self, job_id: str, limit: int | None = None) -> list[FailureRecord]:
+    def failures(self, job_id: str, limit: int | None = None) -> FailureRecords:
         with self._lock:
             found = [
                 replace(failure, partition=record.partition)

@@ -52,6 +52,7 @@ from iterctl.stores.base import (
     RESUMABLE,
     Checkpoint,
     FailureRecord,
+    FailureRecords,
     Hold,
     JobRecord,
     Records,
@@ -482,7 +483,7 @@ class SqlStore:
         # MySQL cannot read the table an UPDATE writes, but this one is another table.
         return select(func.count()).select_from(failures_table).where(of_hold).scalar_subquery()
 
-    def failures(self, job_id: str, limit: int | None = None) -> list[FailureRecord]:
+    def failures(self, job_id: str, limit: int | None = None) -> FailureRecords:
         query = (
             select(failures_table)
             .where(failures_table.c.job_id == job_id)

@@ -149,3 +149,57 @@ class Typed(Job):
 
 
 NOT_A_JOB = 42
+
+
+class Transient(Exception):
+    """What Flaky's transient items raise: the job retries it."""
+
+
+def _numbers_in(path: str | None) -> set[int]:
+    if not path or not os.path.exists(path):
+        return set()
+    return {int(word) for word in Path(path).read_text().split()}
+
+
+class Flaky(Job):
+    """Items 0..count-1 that fail on purpose, for the --max-failures tests.
+
+    `bad=PATH`: a file of item numbers that always raise ValueError (fix the data by
+    editing it). `transient=3,9` with `flakes=K`: items that raise Transient on their first
+    K tries in a process (retried: max_attempts 3). `gone=PATH`: items the enumerator no
+    longer yields. `backoff`: the retry backoff base. Logs "try N K" before each try and
+    "item N" when done. Splits itself into partitions of [first, end).
+    """
+
+    retry_on = (Transient,)
+    max_attempts = 3
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.retry_backoff = float(self.params.get("backoff", "0.001"))
+        self._tries: dict[int, int] = {}
+        self._bad = _numbers_in(self.params.get("bad"))
+        self._transient = {int(n) for n in self.params.get("transient", "").split(",") if n}
+
+    def count(self) -> int:
+        return int(self.params.get("count", "50"))
+
+    def partition_plan(self, count: int) -> list[Any]:
+        size = self.count()
+        return [[i * size // count, (i + 1) * size // count] for i in range(count)]
+
+    def build_enumerator(self, cursor: int | None) -> Iterator[tuple[int, int]]:
+        first, end = self.partition.bounds if self.partition else (0, self.count())
+        start = first if cursor is None else cursor + 1
+        gone = _numbers_in(self.params.get("gone"))
+        return ((n, n) for n in range(start, end) if n not in gone)
+
+    def each_iteration(self, item: int) -> None:
+        tries = self._tries[item] = self._tries.get(item, 0) + 1
+        _append(self.params["log"], f"try {item} {tries}")
+        if item in self._bad:
+            raise ValueError(f"item {item} is bad")
+        if item in self._transient and tries <= int(self.params.get("flakes", "1")):
+            raise Transient(f"item {item} flaked on try {tries}")
+        time.sleep(float(self.params.get("delay", "0")))
+        _append(self.params["log"], f"item {item}")

@@ -523,9 +523,7 @@ def test_resolved_drops_a_record_and_a_rewrite_replaces_it(stores: StoreUnderTes
     store = stores.open()
     job_id = created(store)
     hold = store.acquire(job_id)
-    store.checkpoint(
-        hold, Checkpoint("9", 10, Status.SUCCEEDED, failures=(failure(2), failure(5)))
-    )
+    store.checkpoint(hold, Checkpoint("9", 10, Status.SUCCEEDED, failures=(failure(2), failure(5))))
 
     again = failure(5, attempts=4)
     store.checkpoint(
