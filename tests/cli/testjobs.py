@@ -166,9 +166,10 @@ class Flaky(Job):
 
     `bad=PATH`: a file of item numbers that always raise ValueError (fix the data by
     editing it). `transient=3,9` with `flakes=K`: items that raise Transient on their first
-    K tries in a process (retried: max_attempts 3). `gone=PATH`: items the enumerator no
-    longer yields. `backoff`: the retry backoff base. Logs "try N K" before each try and
-    "item N" when done. Splits itself into partitions of [first, end).
+    K tries, counted across processes in the log (retried: max_attempts 3). `stubborn=4,5`:
+    items that always raise Transient. `gone=PATH`: items the enumerator no longer yields.
+    `backoff`: the retry backoff base. Logs "try N" before each try and "item N" when
+    done. Splits itself into partitions of [first, end).
     """
 
     retry_on = (Transient,)
@@ -177,9 +178,9 @@ class Flaky(Job):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.retry_backoff = float(self.params.get("backoff", "0.001"))
-        self._tries: dict[int, int] = {}
         self._bad = _numbers_in(self.params.get("bad"))
         self._transient = {int(n) for n in self.params.get("transient", "").split(",") if n}
+        self._stubborn = {int(n) for n in self.params.get("stubborn", "").split(",") if n}
 
     def count(self) -> int:
         return int(self.params.get("count", "50"))
@@ -195,11 +196,15 @@ class Flaky(Job):
         return ((n, n) for n in range(start, end) if n not in gone)
 
     def each_iteration(self, item: int) -> None:
-        tries = self._tries[item] = self._tries.get(item, 0) + 1
-        _append(self.params["log"], f"try {item} {tries}")
+        log = self.params["log"]
+        _append(log, f"try {item}")
         if item in self._bad:
             raise ValueError(f"item {item} is bad")
-        if item in self._transient and tries <= int(self.params.get("flakes", "1")):
-            raise Transient(f"item {item} flaked on try {tries}")
+        if item in self._stubborn:
+            raise Transient(f"item {item} always flakes")
+        if item in self._transient:
+            tries = Path(log).read_text().splitlines().count(f"try {item}")
+            if tries <= int(self.params.get("flakes", "1")):
+                raise Transient(f"item {item} flaked on try {tries}")
         time.sleep(float(self.params.get("delay", "0")))
-        _append(self.params["log"], f"item {item}")
+        _append(log, f"item {item}")
