@@ -566,6 +566,7 @@ def _write_termination_message(result: RunResult, path: str | None) -> None:
             "processed": result.processed,
             "cursor": result.cursor,
             "reason": result.reason,
+            "failed_items": result.failed_items,
         }
     )
     try:

@@ -353,7 +353,11 @@ def describe_result(result: RunResult, pace: RunPace | None = None) -> str:
     where = f"{result.processed:,} items done, cursor {_short(result.cursor)}"
     match result.outcome:
         case Outcome.SUCCEEDED if result.reason == "already succeeded":
-            return f"job {job_id} already succeeded ({result.processed:,} items); nothing to do"
+            failed = f", {result.failed_items:,} failed" if result.failed_items else ""
+            return (
+                f"job {job_id} already succeeded ({result.processed:,} items{failed}); "
+                "nothing to do"
+            )
         case Outcome.SUCCEEDED:
             done = f"job {job_id} succeeded: {result.processed:,} items"
             if pace is not None and pace.items == result.processed:

@@ -476,7 +476,11 @@ class SqlStore:
         )
         keys = [cursor_key(c) for c in checkpoint.resolved]
         keys += [record.cursor_key for record in checkpoint.failures]
-        conn.execute(delete(failures_table).where(of_hold, failures_table.c.cursor_key.in_(keys)))
+        # Writing a record replaces the cursor's old one; in slices, as SQLite caps the
+        # number of bound parameters in one statement.
+        for start in range(0, len(keys), 500):
+            chosen = failures_table.c.cursor_key.in_(keys[start : start + 500])
+            conn.execute(delete(failures_table).where(of_hold, chosen))
         if checkpoint.failures:
             rows = [_failure_row(hold, record) for record in checkpoint.failures]
             conn.execute(insert(failures_table), rows)

@@ -186,7 +186,11 @@ def test_sigkill_at_random_moments_loses_and_doubles_no_failure_record(
     for _ in range(3):
         process = workdir.start(*command)
         target = sum(job.tries().values()) + rng.randrange(5, 30)
-        workdir.wait_for(lambda _lines, t=target: sum(job.tries().values()) >= t, process)
+
+        def reached(_lines: list[str], target: int = target) -> bool:
+            return sum(job.tries().values()) >= target
+
+        workdir.wait_for(reached, process)
         process.send_signal(signal.SIGKILL)
         process.communicate()
         saved, cursors = job.stored()
