@@ -40,7 +40,7 @@ from iterctl.stores.base import (
     newest_first,
     utc_now,
 )
-from iterctl.stores.file_hold import FileHolds
+from iterctl.stores.file_hold import FileHolds, holder_name
 
 SCHEMA_VERSION = 1
 
@@ -176,6 +176,8 @@ class JsonFileStore:
                     raise UsageError(f"unknown job id {name!r} in {self.display_name}")
                 before = _record(raw)
                 if before.status not in RESUMABLE:
+                    # Held all the same (retry-failed on a succeeded job): say by whom.
+                    _put(document, replace(before, holder=holder_name()))
                     return Hold(job_id, before.fence, before, partition)
                 after = acquired(before)
                 _put(document, after)

@@ -22,6 +22,7 @@ from iterctl.stores.base import (
     newest_first,
     utc_now,
 )
+from iterctl.stores.file_hold import holder_name
 
 
 class MemoryStore:
@@ -82,6 +83,7 @@ class MemoryStore:
                 raise JobHeldError(f"job {name} is already running ({before.holder})")
             self._held.add(name)
             if before.status not in RESUMABLE:
+                self._records[name] = replace(before, holder=holder_name())
                 return Hold(job_id, before.fence, before, partition)
             self._records[name] = acquired(before)
             return Hold(job_id, before.fence + 1, before, partition)

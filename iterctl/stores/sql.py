@@ -405,7 +405,13 @@ class SqlStore:
                     raise UsageError(f"unknown job id {name!r} in {self.display_name}")
                 before = _record(row)
                 if before.status not in RESUMABLE:
-                    conn.rollback()
+                    # Held all the same (retry-failed on a succeeded job): say by whom.
+                    conn.execute(
+                        update(jobs_table)
+                        .where(_matches(job_id, partition))
+                        .values(holder=holder_name())
+                    )
+                    conn.commit()
                     return Hold(job_id, before.fence, before, partition)
                 # A record still marked running after a run began was left by a process
                 # that died: count that as an interruption.

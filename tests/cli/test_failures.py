@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import random
 import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -56,7 +58,9 @@ class Flaky:
         self.job_id = new_id("flaky")
         self.bad = workdir.path / "bad.txt"
         self.gone = workdir.path / "gone.txt"
-        self.params = {"log": str(workdir.log), "bad": str(self.bad), "gone": str(self.gone)}
+        self.stubborn = workdir.path / "stubborn.txt"
+        self.params = {"log": str(workdir.log), "bad": str(self.bad), "gone": str(self.gone),
+                       "stubborn": str(self.stubborn)}  # fmt: skip
         self.params.update({key: str(value) for key, value in params.items()})
 
     def command(self, *extra: str) -> list[str]:
@@ -119,9 +123,9 @@ def test_random_failures_within_budget_succeed_with_each_permanent_one_recorded_
     bad = set(rng.sample(items, 5))
     transient = set(rng.sample(sorted(set(items) - bad), 5))
     stubborn = rng.choice(sorted(set(items) - bad - transient))
-    job = Flaky(workdir, store, count=60, flakes=2,
-                transient=",".join(map(str, sorted(transient))), stubborn=stubborn)  # fmt: skip
+    job = Flaky(workdir, store, count=60, flakes=2, transient=",".join(map(str, sorted(transient))))
     job.set_bad(bad)
+    job.stubborn.write_text(str(stubborn))
 
     finished = job.run("--max-failures", "8")
 
@@ -331,3 +335,56 @@ def test_failures_and_retry_failed_of_an_unknown_job_id_are_usage_errors(
         assert finished.returncode == 2, finished.stderr
         assert "unknown job id 'nosuchjob'" in finished.stderr
         assert finished.stderr.count("\n") == 1
+
+
+_HOLDER = """
+import sys, time
+from iterctl.stores import open_store
+store = open_store(sys.argv[1])
+store.acquire(sys.argv[2])
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_retry_failed_takes_the_hold_and_stops_at_once_in_a_backoff(
+    workdir: Workdir, store: list[str]
+) -> None:
+    """retry-failed is refused (exit 75, naming the holder) while another process holds the
+    job id; a SIGTERM during an item's backoff stops it at once with exit 75, the record
+    kept as it was; run again, it carries on."""
+    job = Flaky(workdir, store, count=8)
+    job.set_bad({4})
+    assert job.run("--max-failures", "1").returncode == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, store[1], job.job_id], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
+        held = workdir.run("retry-failed", job.job_id, *store)
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert held.returncode == 75, held.stderr
+    assert f"pid {holder.pid}" in held.stderr
+
+    job.set_bad(set())
+    job.stubborn.write_text("4")  # item 4 now flakes, and waits 30 s before each retry
+    process = workdir.start("retry-failed", job.job_id, *store, env={"FLAKY_BACKOFF": "30"})
+    tries = job.tries()[4]
+    workdir.wait_for(lambda _lines: job.tries()[4] > tries, process)
+    time.sleep(0.1)  # not a sync point: lets the wait begin, so the test is of the wait
+    process.send_signal(signal.SIGTERM)
+    signalled = time.monotonic()
+    stopped = workdir.finish(process)
+
+    assert stopped.returncode == 75, stopped.stderr
+    assert time.monotonic() - signalled < 1.0 + 0.5  # + slack for two busy cores
+    assert "stopped retrying" in last_line(stopped)
+    assert [(r["cursor"], r["attempts"]) for r in job.failures()] == [(4, 1)]
+    job.stubborn.write_text("")
+    again = workdir.run("retry-failed", job.job_id, *store)
+    assert again.returncode == 0, again.stderr
+    assert job.failures() == []
+    assert job.done()[4] == 1

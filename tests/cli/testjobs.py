@@ -166,10 +166,11 @@ class Flaky(Job):
 
     `bad=PATH`: a file of item numbers that always raise ValueError (fix the data by
     editing it). `transient=3,9` with `flakes=K`: items that raise Transient on their first
-    K tries, counted across processes in the log (retried: max_attempts 3). `stubborn=4,5`:
-    items that always raise Transient. `gone=PATH`: items the enumerator no longer yields.
-    `backoff`: the retry backoff base. Logs "try N" before each try and "item N" when
-    done. Splits itself into partitions of [first, end).
+    K tries, counted across processes in the log (retried: max_attempts 3).
+    `stubborn=PATH`: a file of items that always raise Transient. `gone=PATH`: items the
+    enumerator no longer yields. `backoff` (or $FLAKY_BACKOFF, which wins): the retry
+    backoff base. Logs "try N" before each try and "item N" when done. Splits itself into
+    partitions of [first, end).
     """
 
     retry_on = (Transient,)
@@ -177,10 +178,11 @@ class Flaky(Job):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.retry_backoff = float(self.params.get("backoff", "0.001"))
+        backoff = os.environ.get("FLAKY_BACKOFF") or self.params.get("backoff", "0.001")
+        self.retry_backoff = float(backoff)
         self._bad = _numbers_in(self.params.get("bad"))
         self._transient = {int(n) for n in self.params.get("transient", "").split(",") if n}
-        self._stubborn = {int(n) for n in self.params.get("stubborn", "").split(",") if n}
+        self._stubborn = _numbers_in(self.params.get("stubborn"))
 
     def count(self) -> int:
         return int(self.params.get("count", "50"))

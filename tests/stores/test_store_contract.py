@@ -602,3 +602,23 @@ def test_a_long_cursor_and_a_long_message_are_kept_whole(stores: StoreUnderTest)
     store.checkpoint(hold, Checkpoint(long_cursor, 2, Status.RUNNING, failures=(record,)))
 
     assert store.failures(job_id) == [record]
+
+
+def test_a_succeeded_job_can_be_held_and_the_holder_is_named(stores: StoreUnderTest) -> None:
+    """retry-failed holds a succeeded job id: acquire leaves its status and fence, names
+    this process as holder, and a second store is refused naming it."""
+    store = stores.open()
+    job_id = created(store)
+    hold = store.acquire(job_id)
+    store.checkpoint(hold, Checkpoint("9", 10, Status.SUCCEEDED))
+    store.release(hold)
+
+    again = store.acquire(job_id)
+
+    record = store.get(job_id)
+    assert record is not None
+    assert (again.fence, record.fence, record.status) == (1, 1, Status.SUCCEEDED)
+    assert record.holder is not None
+    assert THIS_PROCESS in record.holder
+    with pytest.raises(JobHeldError, match=THIS_PROCESS):
+        stores.open().acquire(job_id)
