@@ -457,6 +457,7 @@ def retry_failed(
         log_format=log_format,
         pacing=Pacing(DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_PROGRESS_INTERVAL, None, None),
         termination_log=termination_log,
+        job_id=job_id,
     )
 
 

@@ -215,10 +215,9 @@ def _summary(store: Store, job_id: str, tally: Tally, reporter: Notes) -> RunRes
         f"{tally.gone:,} gone; {left:,} failed items left"
     )
     if tally.stop_reason is not None:
-        outcome, text = Outcome.STOPPED, f"stopped retrying the failed items of job {job_id} " + (
-            f"({tally.stop_reason}): {done} — carry on with: iterctl retry-failed {job_id}"
-            + _store_flag(store)
-        )
+        again = f"iterctl retry-failed {job_id}" + _store_flag(store)
+        text = f"stopped retrying the failed items of job {job_id} ({tally.stop_reason}): "
+        outcome, text = Outcome.STOPPED, f"{text}{done} — carry on with: {again}"
     elif left:
         outcome, text = Outcome.FAILED, f"job {job_id}: {done} — list them: {command}"
     else:

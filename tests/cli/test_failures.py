@@ -145,7 +145,7 @@ def test_random_failures_within_budget_succeed_with_each_permanent_one_recorded_
         "succeeded", 60, 6,
     )  # fmt: skip
     end = last_line(finished)
-    assert "6 failed and were passed over" in end
+    assert "6 of them failed and were passed over" in end
     assert f"iterctl failures {job.job_id}" in end
     assert "Traceback" not in finished.stderr
 
