@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from iterctl.cursor import Cursor, decode_cursor, encode_cursor
-from iterctl.errors import JobCancelledError
+from iterctl.errors import InvalidCursorError, JobCancelledError
 from iterctl.failed import failure_record
 from iterctl.job import Job, Partition
 from iterctl.launch import get_record, open_store_of
@@ -172,8 +172,12 @@ class _Rerun:
                 close()
         if first is None:
             return None
-        item, cursor = first
-        return item, cursor
+        if not isinstance(first, tuple | list) or len(first) != 2:
+            raise InvalidCursorError(
+                f"{self._name}.build_enumerator must return (item, cursor) pairs, but it "
+                f"yielded {first!r}"
+            )
+        return first[0], first[1]
 
     def _write(
         self,

@@ -5,6 +5,10 @@ token and a reporter, and returns a :class:`RunResult` that the CLI maps to an e
 
 The per-item path is kept to what a plain ``for`` loop does plus one attribute read
 (``token.pending``): time is watched by the ticker thread, not by reading the clock here.
+An item that raises goes to :meth:`Runner._item_failed`, which decides from the
+``--max-failures`` budget whether the run passes over it (its record written with the next
+checkpoint) or fails; retries happen inside ``each`` (see :mod:`iterctl.retrying`), which
+is the job's own method unless the job declares ``retry_on``.
 """
 
 from __future__ import annotations
