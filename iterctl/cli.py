@@ -63,6 +63,7 @@ def _options(
 ) -> None:
     """Run long batch jobs that stop between two items and resume after the last one done."""
 
+
 #: Where Kubernetes reads a container's termination message from, by default.
 KUBERNETES_TERMINATION_LOG = "/dev/termination-log"
 
@@ -152,6 +153,16 @@ LimitOption = Annotated[
         show_default=False,
     ),
 ]
+MaxFailuresOption = Annotated[
+    str,
+    typer.Option(
+        "--max-failures",
+        envvar="ITERCTL_MAX_FAILURES",
+        help="Items that may fail (after their retries) and be recorded and passed over, "
+        "across all runs of the job id: a count, or a percentage of the total (0.5%). "
+        "One more ends the run with exit 1. 0: the first failure does.",
+    ),
+]
 PartitionOption = Annotated[
     int | None,
     typer.Option(
@@ -227,6 +238,7 @@ def run(
         ),
     ] = 1,
     partition: PartitionOption = None,
+    max_failures: MaxFailuresOption = "0",
 ) -> None:
     """Run MODULE:CLASS from the start, or from where the job id stopped."""
     from iterctl.launch import run_job
@@ -248,6 +260,7 @@ def run(
         pacing=Pacing(checkpoint_interval, progress_interval, max_runtime, limit, concurrency),
         termination_log=termination_log,
         job_id=job_id,
+        max_failures=max_failures,
     )
 
 
@@ -263,6 +276,7 @@ def resume(
     log_format: LogFormatOption = LogFormat.TEXT,
     termination_log: TerminationLogOption = None,
     partition: PartitionOption = None,
+    max_failures: MaxFailuresOption = "0",
 ) -> None:
     """Carry on with JOB_ID after its last completed item, with the params it started with."""
     from iterctl.launch import resume_job
@@ -280,6 +294,7 @@ def resume(
         pacing=Pacing(checkpoint_interval, progress_interval, max_runtime, limit, concurrency),
         termination_log=termination_log,
         job_id=job_id,
+        max_failures=max_failures,
     )
 
 
@@ -408,6 +423,57 @@ def describe(
     sys.stdout.write(describe_job(job) + "\n")
 
 
+@app.command()
+def failures(
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="The job id.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array of the records.")
+    ] = False,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", min=0, help="Show at most N records, newest first; 0: all."),
+    ] = 100,
+    store: StoreOption = None,
+) -> None:
+    """List the items of JOB_ID recorded as failed and passed over, newest first."""
+    from iterctl.launch import get_record, open_store_of
+
+    opened = open_store_of(job_id, store)
+    try:
+        get_record(opened, job_id)
+        found = opened.failures(job_id, limit or None)
+        recorded = sum(record.failed_items for record in opened.partitions(job_id))
+    finally:
+        opened.close()
+    if as_json:
+        sys.stdout.write(json.dumps([record.to_json() for record in found], indent=2) + "\n")
+    else:
+        from iterctl.report import print_failures_table
+
+        print_failures_table(job_id, found, recorded)
+
+
+@app.command("retry-failed")
+def retry_failed(
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="The job id.")],
+    store: StoreOption = None,
+    log_format: LogFormatOption = LogFormat.TEXT,
+    termination_log: TerminationLogOption = None,
+) -> None:
+    """Run again only the items of JOB_ID recorded as failed: successes drop their record."""
+    from iterctl.rerun import retry_failed as retry
+
+    _run_and_exit(
+        lambda token, reporter, _settings: retry(
+            job_id=job_id, store_location=store, token=token, reporter=reporter
+        ),
+        log_format=log_format,
+        pacing=Pacing(DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_PROGRESS_INTERVAL, None, None, None),
+        termination_log=termination_log,
+        job_id=job_id,
+    )
+
+
 # -- helpers ----------------------------------------------------------------------------
 
 
@@ -428,10 +494,14 @@ def _run_and_exit(
     pacing: Pacing,
     termination_log: str | None,
     job_id: str | None,
+    max_failures: str = "0",
 ) -> NoReturn:
-    """What `run` and `resume` share: signals, reporter and pacing around the core call."""
+    """What `run`, `resume` and `retry-failed` share: signals, reporter and pacing around
+    the core call."""
+    from iterctl.budget import FailureBudget
     from iterctl.report import make_reporter
 
+    budget = FailureBudget.parse(max_failures)  # bad input: exit 2 before any work
     token = _process_token
     # Before any job code runs, its import included; kept to the end, as we exit after it.
     with signals_stop(token, restore=False):
@@ -442,6 +512,7 @@ def _run_and_exit(
             progress_interval=bar_interval or pacing.progress_interval,
             max_runtime=pacing.max_runtime,
             limit=pacing.limit,
+            max_failures=budget,
             concurrency=pacing.concurrency,
         )
         # The watcher says what each stop signal does, as it arrives (CONTRACT §5).
@@ -517,6 +588,7 @@ def _write_termination_message(result: RunResult, path: str | None) -> None:
             "processed": result.processed,
             "cursor": result.cursor,
             "reason": result.reason,
+            "failed_items": result.failed_items,
         }
     )
     try:

@@ -42,6 +42,8 @@ def job_overview(records: list[JobRecord]) -> dict[str, Any]:
         "processed": processed,
         "total": total,
         "times_interrupted": sum(record.times_interrupted for record in records),
+        # Failures are kept per partition; the job has all of them.
+        "failed_items": sum(record.failed_items for record in records),
         "error": "; ".join(errors) or None,
         "created_at": created,
         "updated_at": updated,

@@ -5,6 +5,10 @@ token and a reporter, and returns a :class:`RunResult` that the CLI maps to an e
 
 The per-item path is kept to what a plain ``for`` loop does plus one attribute read
 (``token.pending``): time is watched by the ticker thread, not by reading the clock here.
+An item that raises goes to :meth:`Runner._item_failed`, which decides from the
+``--max-failures`` budget whether the run passes over it (its record written with the next
+checkpoint) or fails; retries happen inside ``each`` (see :mod:`iterctl.retrying`), which
+is the job's own method unless the job declares ``retry_on``.
 
 With ``--concurrency N`` (or an ``async def each_iteration``) items run on worker threads or
 as asyncio tasks (:mod:`iterctl.dispatch`) and finish out of order; this thread still reads
@@ -21,8 +25,9 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
 from enum import Enum
 from itertools import chain, islice
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from iterctl.budget import FailureBudget
 from iterctl.cursor import Cursor, check_cursor, decode_cursor, encode_cursor
 from iterctl.dispatch import WAKE_SECONDS, AsyncDispatch, Settled, ThreadDispatch
 from iterctl.errors import (
@@ -33,10 +38,12 @@ from iterctl.errors import (
     LostHoldError,
     StoreUnavailableError,
 )
+from iterctl.failed import failure_record
 from iterctl.job import Job
+from iterctl.retrying import attempts_of, policy_of, retrying_each
 from iterctl.stopping import StopNow, StopToken, Ticker
 from iterctl.stores import DEFAULT_STORE
-from iterctl.stores.base import Checkpoint, Hold, JobRecord, Status, Store
+from iterctl.stores.base import Checkpoint, FailureRecord, Hold, JobRecord, Status, Store
 from iterctl.window import Window
 
 #: Default seconds between checkpoints: a SIGKILL redoes at most this much work, and at
@@ -46,6 +53,8 @@ DEFAULT_PROGRESS_INTERVAL = 10.0
 #: With --concurrency N, up to this many times N items may sit between the watermark and
 #: the newest item dispatched; then dispatch waits for the oldest (back-pressure).
 WINDOW_PER_WORKER = 4
+#: The default budget: the first item that fails ends the run (exit 1).
+NO_FAILURES = FailureBudget()
 
 
 class Outcome(Enum):
@@ -68,6 +77,8 @@ class RunSettings:
     max_runtime: float | None = None
     #: At most this many items in this run (``--limit``), then a resumable stop.
     limit: int | None = None
+    #: --max-failures: how many items may fail and be passed over (default: none).
+    max_failures: FailureBudget = NO_FAILURES
     #: Items in progress at once (--concurrency); None keeps the job id's recorded value.
     concurrency: int | None = None
 
@@ -88,6 +99,10 @@ class RunResult:
     partition: str | None = None
     #: The command that carries this job on from where it stopped.
     resume_command: str = ""
+    #: Items of this job id (partition) recorded as failed and passed over, in all runs.
+    failed_items: int = 0
+    #: The command that lists them.
+    failures_command: str = ""
     #: Items still running on threads that a second SIGINT left behind (done again later).
     abandoned: int = 0
 
@@ -104,6 +119,33 @@ class Reporter(Protocol):
     def progress(self, processed: int, total: int | None, cursor: Cursor) -> None: ...
 
     def finished(self, result: RunResult) -> None: ...
+
+
+@runtime_checkable
+class FailureListener(Protocol):
+    """What a reporter may also hear: each retry of an item, each item passed over.
+    (Optional: a reporter without these methods is told nothing of them.)"""
+
+    def retrying(
+        self, item: Any, attempt: int, max_attempts: int, error: BaseException, delay: float
+    ) -> None: ...
+
+    def passed_over(self, record: FailureRecord, failed: int, allowed: int) -> None: ...
+
+
+def listener_of(reporter: object) -> FailureListener:
+    """``reporter`` itself if it hears retries and failures, else one that hears nothing."""
+    return reporter if isinstance(reporter, FailureListener) else _Deaf()
+
+
+class _Deaf:
+    def retrying(
+        self, item: Any, attempt: int, max_attempts: int, error: BaseException, delay: float
+    ) -> None:
+        pass
+
+    def passed_over(self, record: FailureRecord, failed: int, allowed: int) -> None:
+        pass
 
 
 _HOW_TO_PAIR = "yield pairs like this: return ((row, row.id) for row in rows)"
@@ -149,6 +191,12 @@ class Runner:
         self._saved_processed = hold.record.processed
         self._saved_done_json = hold.record.done_json
         self._total: int | None = hold.record.total
+        # Failures: those the store has for this job id (partition), those recorded since
+        # and waiting for the next checkpoint, and how many the budget allows in all.
+        self._failed = self._saved_failed = hold.record.failed_items
+        self._pending_failures: list[FailureRecord] = []
+        self._allowed = 0
+        self._listener = listener_of(reporter)
         #: --concurrency: a new value is kept with the job id from the next checkpoint on.
         self.concurrency = settings.concurrency or record.concurrency or 1
         self._concurrency_change = (
@@ -191,14 +239,20 @@ class Runner:
                 # islice is C code: a limit adds nothing per item that Python can see.
                 iterator = source if limit is None else islice(source, limit)
                 # The loop body lives here, not in a helper, so the per-item cost stays a
-                # handful of bytecodes: call, two stores, one attribute test.
-                each = self._job.each_iteration
+                # handful of bytecodes: call, two stores, one attribute test. (The `try`
+                # costs nothing until an item raises.)
+                each = self._each()
                 token = self._token
                 if self._every_item:
                     token.pending = True  # stays raised: _attend checkpoints after each item
                 stop = self._token.requested
                 for item, next_cursor in iterator if not stop else ():
-                    each(item)
+                    try:
+                        each(item)
+                    except Exception as error:
+                        attempts = attempts_of(error)
+                        if not self._item_failed(item, next_cursor, error, attempts, before=cursor):
+                            raise
                     cursor = next_cursor
                     processed += 1
                     if token.pending and self._attend(cursor, processed):
@@ -210,8 +264,9 @@ class Runner:
                             return self._complete(cursor, processed)
                         return self._stop(cursor, processed, f"--limit {limit} reached")
             return self._stop(cursor, processed, self._token.reason or "stop")
-        except StopNow:
-            return self._stop(cursor, processed, "second SIGINT")
+        except StopNow as stopped:
+            # A stop during a retry's backoff carries its reason; a second SIGINT none.
+            return self._stop(cursor, processed, str(stopped) or "second SIGINT")
         except Exception as error:  # noqa: BLE001 - sorted out just below
             return self._ended_by(error, cursor, processed)
 
@@ -260,6 +315,7 @@ class Runner:
         total = self._total if total is None else total
         if total is not None:
             self._total = total
+        self._allowed = self._settings.max_failures.allowed(total, self._name)
         record = self._hold.record
         if record.concurrency != self.concurrency:  # a new --concurrency: say the one in force
             record = replace(record, concurrency=self.concurrency)
@@ -290,6 +346,38 @@ class Runner:
         if not isinstance(first, tuple | list) or len(first) != 2:
             raise InvalidCursorError(_NOT_A_PAIR.format(job=self._name, value=first))
         check_cursor(first[1], self._name)
+
+    def _each(self) -> Any:
+        """The job's ``each_iteration``, wrapped for retries only if the job asks for them."""
+        return retrying_each(
+            self._job.each_iteration, policy_of(self._job), self._token, self._listener
+        )
+
+    def _item_failed(
+        self, item: Any, cursor: Cursor, error: Exception, attempts: int, *, before: Cursor
+    ) -> bool:
+        """The seam every loop calls when an item raised after its tries.
+
+        ``cursor`` is the failed item's, ``before`` the cursor of the item enumerated just
+        before it (the pair ``retry-failed`` rebuilds the enumerator from). Within the
+        ``--max-failures`` budget the failure is recorded as pending (the next checkpoint
+        writes it with the cursor that passes it) and True is returned: pass over the item
+        as if done. Otherwise nothing is recorded and False is returned: the run fails as
+        it always has (status failed, exit 1, cursor before the item, every failure so far
+        kept). Call it from the loop's thread only (the owner of the pending records).
+        """
+        if self._failed >= self._allowed:
+            if self._allowed:
+                error.add_note(
+                    f"iterctl: {self._failed:,} items had failed already, and --max-failures "
+                    f"allows {self._allowed:,}: this one ends the run"
+                )
+            return False
+        record = failure_record(item, cursor, before, error, attempts, self._name)
+        self._failed += 1
+        self._pending_failures.append(record)
+        self._listener.passed_over(record, self._failed, self._allowed)
+        return True
 
     def _attend(self, cursor: Cursor, processed: int) -> bool:
         """Handle whatever raised the token's flag; True when the loop must stop."""
@@ -346,7 +434,7 @@ class Runner:
     def _thread_loop(self, enumerator: Any) -> None:
         if hasattr(enumerator, "__aiter__") and not hasattr(enumerator, "__iter__"):
             self._begin_pairs_refused()
-        dispatch = ThreadDispatch(self._job.each_iteration, self.concurrency)
+        dispatch = ThreadDispatch(self._each(), self.concurrency)
         self._dispatch = dispatch
         try:
             pairs = self._checked(iter(enumerator))
@@ -398,7 +486,7 @@ class Runner:
                 tending = self._tend_quietly()
 
     async def _async_loop(self, enumerator: Any) -> None:
-        each: Any = self._job.each_iteration  # an async def, checked at __init__
+        each: Any = self._each()  # an async def (checked at __init__), retrying if asked
         dispatch = AsyncDispatch(each, self.concurrency)
         self._dispatch = dispatch
         nudge = asyncio.create_task(self._nudge(dispatch))
@@ -473,26 +561,26 @@ class Runner:
             self._token.pending = True
 
     def _item_raised(self, ticket: int, item: Any, error: BaseException) -> None:
-        """An item raised: stop dispatching; it stays out of the done set, so resume retries it.
-
-        This is the one place where a failed item is decided, on the window's thread. The
-        failure budget (issue 11) plugs in here, before the lines below::
-
-            window = self._window
-            if isinstance(error, Exception) and self._item_failed(
-                item, window.cursor_of(ticket), error, attempts_of(error),
-                before=window.cursor_before(ticket),
-            ):
-                window.complete(ticket)  # a recorded failure counts as done
-                self._processed += 1
-                return
-
-        (and the dispatchers then take ``self._each()``, the retrying wrapper). A StopNow
-        raised by a retry's backoff in a worker means "not done, stopping": leave the item
-        out of the done set rather than treat it as a second SIGINT.
-        """
+        """An item raised (after its retries): the one place a failure is decided, on the
+        window's thread. Within the --max-failures budget its record is pending and it
+        counts as done for the watermark; otherwise dispatch stops and it stays out of the
+        done set, so that resume retries it."""
+        window = self._window
+        assert window is not None
         if isinstance(error, StopNow):
+            if str(error):  # a stop came during a retry's backoff: not done, stopping
+                return
             raise error  # a second SIGINT landed inside an async item
+        if isinstance(error, Exception) and self._item_failed(
+            item,
+            window.cursor_of(ticket),
+            error,
+            attempts_of(error),
+            before=window.cursor_before(ticket),
+        ):
+            window.complete(ticket)  # a recorded failure counts as done
+            self._processed += 1
+            return
         if self._error is None:
             self._error = error if isinstance(error, Exception) else RuntimeError(repr(error))
 
@@ -574,7 +662,9 @@ class Runner:
         try:
             self._checkpoint(cursor, processed, Status.FAILED, error=message)
         except InvalidCursorError:
-            # The newest cursor cannot be stored: keep the last one that could.
+            # The newest cursor cannot be stored: keep the last one that could (and not the
+            # failures recorded past it: those items will be tried again).
+            self._pending_failures.clear()
             self._write(
                 self._saved_cursor_json,
                 self._saved_processed,
@@ -615,13 +705,21 @@ class Runner:
             error,
             self._partition_label,
             self._resume_command(),
+            self._saved_failed,
+            self._command("failures", partition=False),
         )
         self._reporter.finished(result)
         return result
 
     def _resume_command(self) -> str:
-        command = f"iterctl resume {self._hold.job_id}"
-        if self._hold.record.partitions > 1:
+        command = self._command("resume", partition=True)
+        if self._settings.max_failures != NO_FAILURES:
+            command += f" --max-failures {self._settings.max_failures}"
+        return command
+
+    def _command(self, verb: str, *, partition: bool) -> str:
+        command = f"iterctl {verb} {self._hold.job_id}"
+        if partition and self._hold.record.partitions > 1:
             command += f" --partition {self._hold.partition}"
         store = self._store.display_name
         if store != DEFAULT_STORE:
@@ -645,6 +743,7 @@ class Runner:
         error: str | None,
         done_json: str | None = None,
     ) -> None:
+        failures = tuple(self._pending_failures)
         self._store.checkpoint(
             self._hold,
             Checkpoint(
@@ -654,12 +753,16 @@ class Runner:
                 total=self._total,
                 error=error,
                 done_json=done_json,
+                failures=failures,
                 concurrency=self._concurrency_change,
             ),
         )
         self._saved_cursor_json = cursor_json
         self._saved_processed = processed
         self._saved_done_json = done_json
+        if failures:
+            del self._pending_failures[: len(failures)]
+            self._saved_failed += len(failures)
 
 
 _END = object()

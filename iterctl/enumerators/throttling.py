@@ -19,7 +19,6 @@ process, whatever N. An async job iterates it with ``async for``: then the waits
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
@@ -29,6 +28,7 @@ from iterctl.cursor import Cursor
 from iterctl.enumerators.base import Enumerator
 from iterctl.enumerators.batching import inner_split, inner_within
 from iterctl.errors import UsageError
+from iterctl.retrying import wait_async
 from iterctl.stopping import StopToken
 
 
@@ -93,7 +93,7 @@ class Throttled(Enumerator[Any]):
                         return
             if interval:
                 wait = next_at - time.monotonic()
-                if wait > 0 and await _wait_async(stop, wait):
+                if wait > 0 and await wait_async(stop, wait):
                     return
                 next_at = max(next_at, time.monotonic() - interval) + interval
             if stop.requested:
@@ -104,7 +104,7 @@ class Throttled(Enumerator[Any]):
         delay = self._backoff
         assert self._pause_while is not None
         while self._pause_while():
-            if await _wait_async(self._stop, delay):
+            if await wait_async(self._stop, delay):
                 return True
             delay = min(delay * 2, self._max_backoff)
         return False
@@ -131,17 +131,6 @@ class Throttled(Enumerator[Any]):
         part = copy.copy(self)
         part._pairs = inner_within(self._pairs, bounds, self)
         return part
-
-
-async def _wait_async(stop: StopToken, seconds: float) -> bool:
-    """:meth:`StopToken.wait` on the event loop; True if a stop was requested."""
-    deadline = time.monotonic() + seconds
-    while stop.reason is None:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        await asyncio.sleep(min(remaining, 0.05))
-    return stop.reason is not None
 
 
 def throttled(

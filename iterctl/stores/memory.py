@@ -9,15 +9,20 @@ from iterctl.errors import JobCancelledError, JobHeldError, LostHoldError, Usage
 from iterctl.stores.base import (
     RESUMABLE,
     Checkpoint,
+    FailureRecord,
+    FailureRecords,
     Hold,
     JobRecord,
     Records,
     Status,
     acquired,
+    apply_failures,
     checkpointed,
     hold_name,
+    newest_first,
     utc_now,
 )
+from iterctl.stores.file_hold import holder_name
 
 
 class MemoryStore:
@@ -29,6 +34,8 @@ class MemoryStore:
         self._records: dict[str, JobRecord] = {}
         self._held: set[str] = set()
         self._all_complete: set[str] = set()
+        #: Failure records per hold name, by cursor JSON.
+        self._failures: dict[str, dict[str, FailureRecord]] = {}
         self._lock = threading.Lock()
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -76,6 +83,7 @@ class MemoryStore:
                 raise JobHeldError(f"job {name} is already running ({before.holder})")
             self._held.add(name)
             if before.status not in RESUMABLE:
+                self._records[name] = replace(before, holder=holder_name())
                 return Hold(job_id, before.fence, before, partition)
             self._records[name] = acquired(before)
             return Hold(job_id, before.fence + 1, before, partition)
@@ -87,9 +95,24 @@ class MemoryStore:
             if current.fence != hold.fence:
                 raise LostHoldError(f"job {name} was taken over by another process")
             cancelled = current.status is Status.CANCELLED
-            self._records[name] = checkpointed(current, checkpoint)
+            updated = checkpointed(current, checkpoint)
+            if checkpoint.failures or checkpoint.resolved:
+                kept = apply_failures(self._failures.get(name, {}), checkpoint)
+                self._failures[name] = kept
+                updated = replace(updated, failed_items=len(kept))
+            self._records[name] = updated
         if cancelled:
             raise JobCancelledError(f"job {name} was cancelled")
+
+    def failures(self, job_id: str, limit: int | None = None) -> FailureRecords:
+        with self._lock:
+            found = [
+                replace(failure, partition=record.partition)
+                for name, record in self._records.items()
+                if record.job_id == job_id
+                for failure in self._failures.get(name, {}).values()
+            ]
+        return newest_first(found, limit)
 
     def release(self, hold: Hold) -> None:
         with self._lock:

@@ -165,7 +165,8 @@ def test_typed_params_reach_the_job_typed(workdir: Workdir) -> None:
 
 
 def test_the_termination_message_summarises_the_exit(workdir: Workdir) -> None:
-    """--termination-log gets one JSON line: outcome, exit code, processed and cursor."""
+    """--termination-log gets one JSON line: outcome, exit code, processed, cursor, and
+    the number of items recorded as failed."""
     message = workdir.path / "termination-log"
     result = workdir.run("run", "testjobs:Numbers", "--job-id", "term",
                          "--param", f"log={workdir.log}", "--param", "count=4",
@@ -174,7 +175,7 @@ def test_the_termination_message_summarises_the_exit(workdir: Workdir) -> None:
     summary = json.loads(message.read_text())
     assert summary == {
         "job_id": "term", "outcome": "succeeded", "exit_code": 0, "processed": 4,
-        "cursor": 3, "reason": None,
+        "cursor": 3, "reason": None, "failed_items": 0,
     }  # fmt: skip
 
 

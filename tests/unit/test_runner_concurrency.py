@@ -7,6 +7,7 @@ Runner directly with a memory store, stopping it through its token from inside i
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import threading
 import time
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 
 from iterctl import Job
+from iterctl.budget import FailureBudget
 from iterctl.cursor import Cursor
 from iterctl.enumerators import batched, int_range, nested, throttled
 from iterctl.runner import Outcome, Runner, RunResult, RunSettings
@@ -274,3 +276,83 @@ def test_limit_counts_dispatched_items_and_a_limit_at_the_last_item_is_the_end(
     assert outcomes[:2] == [(Outcome.STOPPED, "--limit 10 reached")] * 2
     assert outcomes[2][0] is Outcome.SUCCEEDED
     assert sorted(done) == list(range(25))
+
+
+class Failing(Walk):
+    """Walk whose items in ``bad`` always raise; those in ``flaky`` raise TimeoutError on
+    their first try only (retried: ``retry_on``)."""
+
+    retry_on = (TimeoutError,)
+    max_attempts = 3
+    retry_backoff = 0.001
+
+    def __init__(self, *args: Any, bad: set[int], flaky: set[int], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bad, self.flaky = bad, flaky
+        self.tries: Counter[int] = Counter()
+
+    def each_iteration(self, item: Any) -> None:
+        with self._lock:
+            self.tries[item] += 1
+            tries = self.tries[item]
+        if item in self.bad:
+            raise ValueError(f"item {item} is bad")
+        if item in self.flaky and tries == 1:
+            raise TimeoutError(f"item {item} timed out")
+        super().each_iteration(item)
+
+
+@pytest.mark.parametrize("workers", [1, 8])
+def test_retries_and_the_failure_budget_with_items_in_flight(workers: int) -> None:
+    """N = 8: flaky items are retried on their own thread; bad items within --max-failures
+    are recorded once each with the cursor before them, count as done for the watermark,
+    and the run succeeds with every other item done once."""
+    store = MemoryStore()
+    store.create(JobRecord("walk", "tests:Walk", {}))
+    bad, flaky = {5, 17, 40}, {3, 4, 30, 31, 32}
+    job = Failing(lambda c: int_range(0, 60, cursor=c), bad=bad, flaky=flaky)
+    hold = store.acquire("walk")
+    result = Runner(
+        job, store, hold, token=job.stop_token, reporter=QuietReporter(),
+        settings=RunSettings(concurrency=workers, max_failures=FailureBudget(3), **RARELY),
+        first_run=True,
+    ).run()  # fmt: skip
+    store.release(hold)
+
+    assert result.outcome is Outcome.SUCCEEDED, result.error
+    assert sorted(job.done) == sorted(set(range(60)) - bad)
+    assert all(job.tries[n] == 2 for n in flaky)
+    records = store.failures("walk")
+    assert sorted((r.cursor_json, r.cursor_before_json) for r in records) == [
+        ("17", "16"), ("40", "39"), ("5", "4"),
+    ]  # fmt: skip
+    record = store.get("walk")
+    assert record is not None
+    assert (record.cursor_json, record.done_json, record.processed) == ("59", None, 60)
+    assert record.failed_items == 3
+
+
+def test_one_failure_beyond_the_budget_fails_the_run_and_keeps_the_recorded_ones() -> None:
+    """N = 8, budget 1, two bad items: the first is recorded and passed over, the second
+    ends the run (exit 1); the store keeps the record, and the failing item out of the
+    watermark and the done set."""
+    store = MemoryStore()
+    store.create(JobRecord("walk", "tests:Walk", {}))
+    job = Failing(lambda c: int_range(0, 60, cursor=c), bad={10, 30}, flaky=set())
+    hold = store.acquire("walk")
+    result = Runner(
+        job, store, hold, token=job.stop_token, reporter=QuietReporter(),
+        settings=RunSettings(concurrency=8, max_failures=FailureBudget(1), **RARELY),
+        first_run=True,
+    ).run()  # fmt: skip
+    store.release(hold)
+
+    assert result.outcome is Outcome.FAILED
+    assert "item 30 is bad" in str(result.error)
+    assert [r.cursor_json for r in store.failures("walk")] == ["10"]
+    record = store.get("walk")
+    assert record is not None
+    saved = set(range(int(record.cursor_json or "-1") + 1))
+    saved |= set(json.loads(record.done_json or "[]"))
+    assert 30 not in saved
+    assert saved - {10} == set(job.done)
