@@ -14,6 +14,8 @@ a SIGTERM ends it after the item in progress (during a backoff: at once), exit 7
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import shlex
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -145,7 +147,9 @@ class _Rerun:
             self._say("gone", record, f"is gone: after cursor {before!r} the job yields {found}")
             return
         try:
-            each(pair[0])
+            done = each(pair[0])
+            if inspect.isawaitable(done):  # an async def each_iteration
+                asyncio.run(_awaited(done))
         except Exception as error:  # noqa: BLE001 - the job's own code: kept in the record
             attempts = record.attempts + attempts_of(error)
             again = failure_record(pair[0], pair[1], before, error, attempts, self._name)
@@ -163,13 +167,16 @@ class _Rerun:
         partition = self._job.partition
         if partition is not None and not self._job.splits_itself():
             enumerator = enumerator.within(partition.bounds)
-        iterator = iter(enumerator)
-        try:
-            first = next(iterator, None)
-        finally:
-            close = getattr(iterator, "close", None)
-            if callable(close):
-                close()
+        if not hasattr(enumerator, "__iter__") and hasattr(enumerator, "__aiter__"):
+            first = asyncio.run(_first_of_async(enumerator))  # an async job's async iterable
+        else:
+            iterator = iter(enumerator)
+            try:
+                first = next(iterator, None)
+            finally:
+                close = getattr(iterator, "close", None)
+                if callable(close):
+                    close()
         if first is None:
             return None
         if not isinstance(first, tuple | list) or len(first) != 2:
@@ -250,3 +257,18 @@ def _summary(store: Store, job_id: str, tally: Tally, reporter: Notes) -> RunRes
 def _store_flag(store: Store) -> str:
     name = store.display_name
     return "" if name == DEFAULT_STORE else f" --store {shlex.quote(name)}"
+
+
+async def _awaited(awaitable: Any) -> Any:
+    return await awaitable
+
+
+async def _first_of_async(iterable: Any) -> Any:
+    """The first value of an async iterable (None if it has none), which is then closed."""
+    iterator = aiter(iterable)
+    try:
+        return await anext(iterator, None)
+    finally:
+        close = getattr(iterator, "aclose", None)
+        if callable(close):
+            await close()

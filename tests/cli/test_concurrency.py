@@ -308,3 +308,32 @@ def test_cancel_and_max_runtime_let_the_items_in_flight_finish_and_save_them(
     logged = workdir.items()
     assert _saved_items(record) == set(logged)
     assert record.processed == len(logged)
+
+
+@pytest.mark.parametrize("job", ["Concurrent", "AsyncConcurrent"])
+def test_failures_within_the_budget_are_passed_over_then_retry_failed_does_them_once(
+    workdir: Workdir, job: str
+) -> None:
+    """--max-failures with N = 8: each failing item is recorded once and passed over, the
+    run succeeds with every other item done once; `retry-failed` (awaiting an async job's
+    items) runs only the failed ones, which now succeed."""
+    failing = [7, 120, 121, 250]
+    result = workdir.run(*_command(
+        workdir, job, "budget", "--concurrency", "8", "--max-failures", "10",
+        "--param", "count=300", "--param", "max_delay=0.01",
+        "--param", f"fail_at={','.join(map(str, failing))}",
+    ))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert sorted(workdir.items()) == sorted(set(range(300)) - set(failing))
+    listed = workdir.run("failures", "budget", "--json")
+    assert listed.returncode == 0, listed.stderr
+    cursors = sorted(record["cursor"] for record in json.loads(listed.stdout))
+    to_item = int if job == "Concurrent" else _from_key
+    assert sorted(map(to_item, cursors)) == failing
+    status = workdir.status("budget")
+    assert (status["processed"], status["failed_items"]) == (300, 4)
+
+    retried = workdir.run("retry-failed", "budget")
+    assert retried.returncode == 0, retried.stderr
+    assert sorted(workdir.items()) == list(range(300))
+    assert json.loads(workdir.run("failures", "budget", "--json").stdout) == []
