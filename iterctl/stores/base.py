@@ -7,6 +7,7 @@ Every store (SQL through SQLAlchemy, a JSON file, memory for tests) implements
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -197,6 +198,33 @@ class Checkpoint:
     #: Running time across every run, and the recent rate (see JobRecord); None keeps them.
     elapsed: float | None = None
     rate: float | None = None
+
+
+class CoupledWrites(Protocol):
+    """The open transaction of a run whose job writes commit with its checkpoints.
+
+    Only SQL stores offer it (:meth:`SqlStore.couple`); the next ``Store.checkpoint`` under
+    the same hold commits the job's writes with the cursor.
+    """
+
+    #: The SQLAlchemy Connection inside the open transaction (``Job.transaction``).
+    connection: Any
+
+    def begin(self) -> None:
+        """Open the transaction that the next checkpoint commits."""
+        ...
+
+    def wrap(self, each: Callable[[Any], object]) -> Callable[[Any], None]:
+        """``each`` run in a savepoint: an item that raises takes only its own writes back."""
+        ...
+
+    def check_open(self) -> None:
+        """Raise a UsageError if the job's code ended the transaction itself."""
+        ...
+
+    def rollback(self) -> None:
+        """Drop the writes made since the last checkpoint."""
+        ...
 
 
 class Store(Protocol):
