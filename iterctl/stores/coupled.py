@@ -45,6 +45,12 @@ def lost_session(job_id: str) -> LostSessionError:
     )
 
 
+#: The statement that opens a transaction in the database itself: SQLite's session is in the
+#: driver's autocommit mode, and IMMEDIATE takes the write lock (waiting if need be) at the
+#: start; psycopg says BEGIN before the first statement of a transaction.
+_BEGIN = {"sqlite": "BEGIN IMMEDIATE", "postgresql": "SELECT 1"}
+
+
 def _transaction_probe(dialect_name: str, raw: Any) -> Callable[[], bool]:
     """A cheap question to the driver: is a database transaction open on ``raw``?"""
     if dialect_name == "sqlite":
@@ -69,10 +75,11 @@ class SqlCoupledWrites:
         raw: Any = connection.connection.dbapi_connection
         self._raw = raw
         self._cursor = raw.cursor()
-        # SQLite's session is in the driver's autocommit mode: iterctl says BEGIN itself,
-        # IMMEDIATE so that the write lock is taken (waiting if need be) at the start.
-        self._begin_statement = "BEGIN IMMEDIATE" if self._dialect.name == "sqlite" else None
+        # The transaction is opened in the database at once, so that the driver can tell
+        # whether it is still open (see check_open) even before the job ran a statement.
+        self._begin_statement = _BEGIN.get(self._dialect.name, "START TRANSACTION")
         self._open = _transaction_probe(self._dialect.name, self._raw)
+        self._begun = False
 
     def begin(self) -> None:
         """Open the transaction the job's writes go into until the next checkpoint."""
@@ -81,8 +88,8 @@ class SqlCoupledWrites:
                 self.connection.begin()
         except sa_exc.DBAPIError as error:
             raise self._translate_sa(error) from None
-        if self._begin_statement is not None:
-            self._own(self._begin_statement)
+        self._own(self._begin_statement)
+        self._begun = True
 
     def wrap(self, each: Callable[[Any], object]) -> Callable[[Any], None]:
         """``each`` run inside a savepoint of the open transaction."""
@@ -113,7 +120,7 @@ class SqlCoupledWrites:
     def check_open(self) -> None:
         """Raise if the transaction was ended behind iterctl's back (before a checkpoint
         commits: on_checkpoint and on_complete run outside the per-item check)."""
-        if not self.connection.invalidated and not self._open():
+        if self._begun and not self.connection.invalidated and not self._open():
             raise UsageError(_ENDED_BY_JOB)
 
     def rollback(self) -> None:

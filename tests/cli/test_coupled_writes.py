@@ -191,6 +191,24 @@ def test_an_item_that_raises_mid_batch_loses_only_its_own_writes_and_resume_retr
     assert database.events() == Counter(range(count))
 
 
+def test_items_that_write_nothing_with_a_checkpoint_after_every_item(
+    workdir: Workdir, database: Database
+) -> None:
+    """--checkpoint-interval 0, every fifth item writing nothing: each item is its own
+    transaction, the empty ones included, and the final checkpoint (after no item since the
+    last one) commits cleanly."""
+    count, job_id = 20, f"every-{secrets.token_hex(3)}"
+    database.make_tables(count)
+    args = job_args(database, workdir, job_id, count, "--param", "skip_fifth=1",
+                    interval="0", delay="0")  # fmt: skip
+    finished = workdir.run(*args)
+    assert finished.returncode == 0, finished.stderr
+    written = [n for n in range(count) if n % 5 != 4]
+    assert database.hits() == [0 if n % 5 == 4 else 1 for n in range(count)]
+    assert database.events() == Counter(written)
+    assert database.record(job_id).processed == count
+
+
 def test_on_checkpoint_that_raises_saves_nothing_of_its_batch(
     workdir: Workdir, sqlite_database: Database
 ) -> None:

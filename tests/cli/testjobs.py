@@ -158,6 +158,7 @@ class CoupledCounter(Job):
     ``on_checkpoint``. Options: ``fail_at``/``fail_once`` raise after item N's writes;
     ``buffer=1`` keeps the event rows in memory and inserts them in ``on_checkpoint``;
     ``fail_checkpoint=1`` makes the first ``on_checkpoint`` raise (once, with a marker);
+    ``skip_fifth=1`` makes every fifth item write nothing;
     ``delay`` seconds of sleep per item."""
 
     coupled_writes = True
@@ -180,6 +181,9 @@ class CoupledCounter(Job):
         from sqlalchemy import text
 
         table = self.params["table"]
+        if item % 5 == 4 and self.params.get("skip_fifth"):
+            _append(self.params["log"], f"item {item}")  # an item that writes nothing
+            return
         self.transaction.execute(
             text(f"UPDATE {table}_counters SET hits = hits + 1 WHERE id = :n"), {"n": item}
         )
