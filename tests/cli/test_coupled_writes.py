@@ -309,3 +309,24 @@ def test_a_partitioned_coupled_job_on_sqlite_is_refused(workdir: Workdir) -> Non
     assert finished.returncode == 2
     assert "run the partitions on a PostgreSQL or MySQL store" in finished.stderr
     assert len(finished.stderr.strip().splitlines()) == 1
+
+
+def test_a_plain_job_whose_hold_session_is_ended_exits_75_and_resumes(
+    workdir: Workdir, server_database: Database
+) -> None:
+    """Not only coupled runs: a job whose hold's session the server ends saves nothing
+    more, says so and exits 75 (CONTRACT §4), and the same command then finishes it."""
+    job_id = f"plain-{secrets.token_hex(3)}"
+    args = ["run", "testjobs:Numbers", "--store", server_database.url, "--job-id", job_id,
+            "--checkpoint-interval", "0.1", "--param", "count=300", "--param", "delay=0.01",
+            "--param", f"log={workdir.log}"]  # fmt: skip
+    process = workdir.start(*args)
+    workdir.wait_items(10, process)
+    end_hold_session(server_database, job_id)
+    finished = workdir.finish(process)
+    assert finished.returncode == 75, finished.stderr
+    assert "lost its database session" in finished.stderr
+    resumed = workdir.run(*args)
+    assert resumed.returncode == 0, resumed.stderr
+    assert set(workdir.items()) == set(range(300))
+    assert server_database.record(job_id).processed == 300
