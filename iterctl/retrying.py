@@ -1,8 +1,9 @@
 """Per-item retries (CONTRACT §1): ``retry_on``, ``max_attempts``, backoff with jitter and a cap.
 
 A job names the exceptions it deems transient; an item that raises one is tried again, up to
-``max_attempts`` tries in all, after a wait drawn uniformly from ``[0, min(cap, base * 2**n))``
-("full jitter": retries of many pods do not fall into step). The wait is on the stop token,
+``max_attempts`` tries in all, after a wait drawn uniformly from ``[c/2, c)`` with
+``c = min(cap, base * 2**n)`` ("equal jitter": retries of many pods do not fall into step,
+and no retry comes at once after the failure it follows). The wait is on the stop token,
 so a SIGTERM during a backoff stops the run at once: :class:`~iterctl.stopping.StopNow` is
 raised carrying the stop's reason, the item is not done, and the run exits 75.
 
@@ -59,7 +60,7 @@ class RetryPolicy:
     def delay(self, attempt: int, rng: Callable[[float, float], float] = random.uniform) -> float:
         """The wait after try number ``attempt`` (1 for the first) failed."""
         ceiling = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-        return rng(0.0, ceiling)
+        return rng(ceiling / 2, ceiling)
 
     def gives_up(self, error: BaseException, attempt: int) -> bool:
         """True when ``error`` on try ``attempt`` ends the item's tries."""

@@ -107,10 +107,11 @@ def test_policy_of_refuses_nonsense_naming_the_job(
 def test_every_wait_is_below_the_doubled_base_and_the_cap(
     attempt: int, base: float, cap: float
 ) -> None:
-    """Full jitter: each wait lies in [0, min(cap, base * 2**(attempt-1))]."""
+    """Equal jitter: each wait lies in [c/2, c] for c = min(cap, base * 2**(attempt-1))."""
     policy = RetryPolicy((Flake,), 5, base, cap)
     delay = policy.delay(attempt)
-    assert 0 <= delay <= min(cap, base * 2 ** (attempt - 1))
+    ceiling = min(cap, base * 2 ** (attempt - 1))
+    assert ceiling / 2 <= delay <= ceiling
     assert policy.delay(attempt, rng=lambda _low, high: high) == min(cap, base * 2 ** (attempt - 1))
 
 
