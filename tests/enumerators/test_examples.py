@@ -152,17 +152,17 @@ def test_async_fetch_example_runs_64_calls_at_once_stops_and_resumes_exactly_onc
     fetched twice, so exit 0 with every row means exactly once."""
     db = work.path / "profiles.db"
     args = ["run", "jobs_examples.async_fetch:FetchProfiles", "--job-id", "fetch",
-            "--concurrency", "64", "--param", f"db={db}", "--param", "users=3000"]  # fmt: skip
+            "--concurrency", "64", "--param", f"db={db}", "--param", "users=1000"]  # fmt: skip
     process = work.start(*args)
-    work.wait_for(lambda _lines: _profiles(db) >= 300, process)
+    work.wait_for(lambda _lines: _profiles(db) >= 100, process)
     process.send_signal(signal.SIGTERM)
     assert work.finish(process).returncode == 75
-    assert 300 <= _profiles(db) < 3000
+    assert 100 <= _profiles(db) < 1000
     finished = work.run(*args[:4], *args[6:])  # no --concurrency: the recorded one is kept
     assert finished.returncode == 0, finished.stderr
-    assert _profiles(db) == 3000
+    assert _profiles(db) == 1000
     status = work.status("fetch")
-    assert (status["processed"], status["concurrency"]) == (3000, 64)
+    assert (status["processed"], status["concurrency"]) == (1000, 64)
 
 
 def _profiles(db: Path) -> int:
