@@ -24,7 +24,14 @@ from iterctl.runner import (
     RunResult,
     RunSettings,
 )
-from iterctl.stopping import SignalWatcher, StopToken, signals_stop
+from iterctl.stopping import (
+    SignalWatcher,
+    StopNow,
+    StopToken,
+    StopWaiting,
+    signals_stop,
+    wait_notice,
+)
 
 if TYPE_CHECKING:  # report loads rich; the CLI imports it only where it prints
     from iterctl.report import BarReporter, LineReporter
@@ -315,10 +322,10 @@ def status(
     from iterctl.stores.memory import MemoryStore
 
     if job_id:
-        opened = open_store_of(job_id, store)
+        opened = open_store_of(job_id, store, read_only=True)
     else:
         try:
-            opened = open_store(store, create=False)
+            opened = open_store(store, create=False, read_only=True)
         except NoStoreError:
             opened = MemoryStore()  # no store yet: no jobs to show
     try:
@@ -607,6 +614,7 @@ def main(token: StopToken | None = None) -> NoReturn:
     global _process_token  # noqa: PLW0603 - one token per process, set once, here
     if token is not None:
         _process_token = token
+    wait_notice[0] = _say
     command = typer.main.get_command(app)
     try:
         code = command.main(sys.argv[1:], prog_name="iterctl", standalone_mode=False)
@@ -623,6 +631,19 @@ def main(token: StopToken | None = None) -> NoReturn:
     except typer.Abort:
         code = ExitCode.RESUMABLE
     except IterctlError as error:
-        _say(str(error), exit_code=int(error.exit_code))
+        if error.details and not _wants_json_logs():
+            sys.stderr.write(error.details)
+        details = {"traceback": error.details} if error.details else {}
+        _say(str(error), exit_code=int(error.exit_code), **details)
         code = error.exit_code
+    except StopWaiting as stopped:
+        _say(
+            f"stopped by {stopped.reason} while waiting for the store; nothing was changed — "
+            "run the same command again",
+            exit_code=int(ExitCode.RESUMABLE),
+        )
+        code = ExitCode.RESUMABLE
+    except StopNow:
+        _say("stopped at once by a second SIGINT", exit_code=int(ExitCode.RESUMABLE))
+        code = ExitCode.RESUMABLE
     sys.exit(int(code or 0))

@@ -13,16 +13,27 @@ Cursor = Any
 
 _SCALARS = (str, int, float, bool, type(None))
 
+#: The longest cursor a store keeps, as JSON text; the same on every store.
+MAX_CURSOR_CHARS = 1_048_576
+#: How deep lists and dicts may nest in a cursor.
+MAX_CURSOR_DEPTH = 100
+#: The most digits an int in a cursor may have (Python's own str/int conversion limit).
+MAX_INT_DIGITS = 4_300
 
-def _find_non_json(value: object, path: str) -> str | None:
+
+def _find_non_json(value: object, path: str, depth: int = 0) -> str | None:
     """Describe the first part of ``value`` that is not a JSON value, or None if all are."""
+    if depth > MAX_CURSOR_DEPTH:
+        return f"the cursor nests lists and dicts more than {MAX_CURSOR_DEPTH} deep"
+    if type(value) is int and value.bit_length() > MAX_INT_DIGITS * 10 // 3:  # 0.301 digit a bit
+        return f"{path} is an int with more than {MAX_INT_DIGITS:,} digits"
     if isinstance(value, float) and not math.isfinite(value):
         return f"{path} is {value!r}, which JSON cannot represent"
     if isinstance(value, _SCALARS):
         return None
     if type(value) is list:
         for index, element in enumerate(value):
-            found = _find_non_json(element, f"{path}[{index}]")
+            found = _find_non_json(element, f"{path}[{index}]", depth + 1)
             if found:
                 return found
         return None
@@ -30,7 +41,7 @@ def _find_non_json(value: object, path: str) -> str | None:
         for key, element in value.items():
             if not isinstance(key, str):
                 return f"{path} has a key of type {type(key).__name__}; JSON keys are str"
-            found = _find_non_json(element, f"{path}[{key!r}]")
+            found = _find_non_json(element, f"{path}[{key!r}]", depth + 1)
             if found:
                 return found
         return None
@@ -50,9 +61,21 @@ def check_cursor(value: object, job_name: str) -> None:
 
 
 def encode_cursor(value: object, job_name: str) -> str:
-    """The cursor as JSON text; refuses anything that would not come back unchanged."""
+    """The cursor as JSON text; refuses anything that would not come back unchanged, or
+    that no store would keep (over :data:`MAX_CURSOR_CHARS`)."""
     check_cursor(value, job_name)
-    return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    try:
+        text = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except ValueError as error:  # an int too long for str(), say
+        raise InvalidCursorError(
+            f"{job_name} yielded a cursor that cannot be saved: {error} — yield a small cursor"
+        ) from None
+    if len(text) > MAX_CURSOR_CHARS:
+        raise InvalidCursorError(
+            f"{job_name} yielded a cursor of {len(text):,} characters of JSON; a store keeps "
+            f"at most {MAX_CURSOR_CHARS:,} — yield a small cursor (an id, a position)"
+        )
+    return text
 
 
 def decode_cursor(text: str | None) -> Cursor:

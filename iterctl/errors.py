@@ -6,6 +6,7 @@ knows its exit code, so the CLI has one ``except`` that prints one line and exit
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 
 
@@ -29,6 +30,9 @@ class IterctlError(Exception):
     """Root of iterctl's errors: a message for a person plus the exit code it maps to."""
 
     exit_code: ExitCode = ExitCode.USAGE
+    #: Lines that help a person more than they clutter (a job module's own traceback),
+    #: printed above the one-line message.
+    details: str = ""
 
 
 class UsageError(IterctlError):
@@ -46,9 +50,53 @@ class InvalidCursorError(UsageError):
 
 
 class StoreUnavailableError(IterctlError):
-    """The store cannot be reached or opened (exit 69); nothing was changed."""
+    """The store cannot be reached or opened (exit 69); nothing was changed.
+
+    The rule between 69 and 2: exit 69 when the same command may succeed later without
+    anyone changing anything (a server down or busy, a lock held, a full disk that frees
+    up); exit 2 (:class:`StoreUnusableError`) when a person must change something first.
+    """
 
     exit_code = ExitCode.STORE_UNAVAILABLE
+
+
+class StoreUnusableError(UsageError):
+    """The store cannot be used as it is (exit 2): a missing folder, a folder where the
+    file should be, a file that is not an iterctl store or has damaged records, a
+    read-only store for a command that writes, a store from a newer iterctl. Retrying
+    cannot help; a person must change the store or ``--store``."""
+
+
+#: OSError numbers after which the same command may succeed later, unchanged (exit 69).
+_PASSING_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EIO,
+        errno.EAGAIN,
+        errno.EBUSY,
+        errno.ETIMEDOUT,
+        errno.EINTR,
+        errno.ENOLCK,
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.ENOMEM,
+    }
+)
+
+
+def store_os_error(error: OSError, doing: str, fix: str = "") -> IterctlError:
+    """``error`` met while ``doing`` something with a store file, as one line whose exit
+    code follows the rule of :class:`StoreUnavailableError`."""
+    reason = error.strerror or str(error)
+    if error.errno in _PASSING_ERRNOS:
+        return StoreUnavailableError(
+            f"cannot {doing}: {reason} — nothing was changed; run the same command again "
+            "once that has passed"
+        )
+    return StoreUnusableError(
+        f"cannot {doing}: {reason} — {fix or 'check the path and its permissions'}"
+    )
 
 
 class JobHeldError(IterctlError):

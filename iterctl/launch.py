@@ -48,7 +48,8 @@ def run_job(
     if job_id is not None:
         check_job_id(job_id)
     index = _check_partition_index(partition, partitions)
-    job_class = job_class or load_job_class(job_path)
+    with token.interrupting():  # the job's module runs its own code as it imports
+        job_class = job_class or load_job_class(job_path)
     params = build_params(job_class, raw_params)
     opened = store is None
     # What the job sees as self.store_location: the --store given, or the store handed in.
@@ -115,7 +116,8 @@ def resume_job(
                 f"give the one to resume with --partition I (0 to {records[0].partitions - 1})"
             )
         record = records[_check_partition_index(partition, records[0].partitions)]
-        job_class = job_class or load_job_class(record.job)
+        with token.interrupting():
+            job_class = job_class or load_job_class(record.job)
         params = build_params(job_class, record.params)
         location = store_location or store.display_name
         return _launch(store, record, job_class, params, settings, token, reporter, location)
@@ -124,11 +126,11 @@ def resume_job(
             store.close()
 
 
-def open_store_of(job_id: str, store_location: str | None) -> Store:
+def open_store_of(job_id: str, store_location: str | None, *, read_only: bool = False) -> Store:
     """The store that should hold ``job_id``; never creates one just to say it isn't there."""
     check_job_id(job_id)
     try:
-        return open_store(store_location, create=False)
+        return open_store(store_location, create=False, read_only=read_only)
     except NoStoreError as error:
         raise NoStoreError(f"unknown job id {job_id!r}: {error}") from None
 

@@ -5,11 +5,33 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 from pathlib import Path
 from types import ModuleType
 
 from iterctl.errors import UsageError
 from iterctl.job import Job
+from iterctl.stopping import StopNow, StopWaiting
+
+#: Frames of iterctl itself; a job module's import error shows only the job's own frames.
+_ITERCTL_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+class JobImportError(UsageError):
+    """The job's module raised while importing (exit 2): a person must fix the module.
+
+    :attr:`details` holds the traceback cut to the module's own frames, which the CLI
+    prints above the one-line message.
+    """
+
+    def __init__(self, module_name: str, error: BaseException) -> None:
+        summary = "".join(traceback.format_exception_only(error)).strip().splitlines()[-1]
+        super().__init__(
+            f"cannot import the job module {module_name!r}: {summary} — fix the module "
+            "(its own frames are shown above), then run the same command again"
+        )
+        self.details = _own_frames(error)
+
 
 _FORM = "give it as MODULE:CLASS, e.g. jobs_examples.count:CountJob"
 _SHAPE = (
@@ -26,17 +48,26 @@ def load_job_class(path: str) -> type[Job]:
     """Import ``path`` ("package.module:Class") with the current directory on sys.path.
 
     Errors in the path itself (no such module, no such attribute, not a Job, a Job that
-    lacks a method every job needs) are usage errors. An exception raised while the module
-    runs its own code is the job's, and propagates with its traceback.
+    lacks a method every job needs) are usage errors. So is an exception raised while the
+    module runs its own code (exit 2, CONTRACT §3): :class:`JobImportError`, which keeps
+    the module's own frames for the person who must fix it.
     """
     module_name, sep, class_name = path.partition(":")
     if not sep or not module_name or not class_name:
         raise UsageError(f"invalid job path {path!r} — {_FORM}")
+    if module_name.startswith(".") or "/" in module_name or "\\" in module_name:
+        raise UsageError(
+            f"invalid job path {path!r}: {module_name!r} is a file path, not a module name — "
+            "run iterctl from the folder that holds the module (or put that folder on "
+            "PYTHONPATH) and give its dotted name, e.g. jobs.backfill:Backfill"
+        )
     # As `python -m` does, so that a job next to the user imports without installing.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(module_name)
+    except (StopNow, StopWaiting):
+        raise
     except ModuleNotFoundError as missing:
         if _shadowed(module_name, sys.modules.get(module_name.partition(".")[0])):
             raise UsageError(_shadow_message(module_name, class_name)) from None
@@ -45,7 +76,9 @@ def load_job_class(path: str) -> type[Job]:
                 f"cannot import {module_name!r}: no module named {missing.name!r} — "
                 "run iterctl from the folder that holds it, or install its package"
             ) from None
-        raise
+        raise JobImportError(module_name, missing) from None
+    except BaseException as error:  # noqa: BLE001 - sys.exit() at import included
+        raise JobImportError(module_name, error) from None
     target: object = module
     for attribute in class_name.split("."):
         try:
@@ -102,6 +135,20 @@ def _what(target: object) -> str:
     if callable(target):
         return "a function"
     return f"a value of type {type(target).__name__}"
+
+
+def _own_frames(error: BaseException) -> str:
+    """The traceback of ``error`` without iterctl's and importlib's frames."""
+    frames = [
+        frame
+        for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith(("<frozen ", _ITERCTL_DIR))
+        and "importlib" not in frame.filename
+    ]
+    text = "".join(traceback.format_exception_only(error))
+    if frames:
+        text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) + text
+    return text
 
 
 def _is_part_of(missing: str, module_name: str) -> bool:

@@ -300,6 +300,23 @@ class LineReporter:
             **run,
             **({"traceback": trace} if trace and self._json else {}),
         )
+        for hook, hook_error in result.hook_errors:
+            self._hook_raised(result, hook, hook_error)
+
+    def _hook_raised(self, result: RunResult, hook: str, error: BaseException) -> None:
+        """A hook that raised as the run ended: its traceback, and that the outcome stands."""
+        trace = "".join(traceback.format_exception(error))
+        if not self._json:
+            self._stream.write(trace)
+        self._emit(
+            "hook_error",
+            f"job {self._label or result.job_id}: {hook} raised {type(error).__name__}: "
+            f"{error} — the run's outcome stands ({result.outcome.name.lower()}, exit "
+            f"{int(result.exit_code)}); fix the hook",
+            hook=hook,
+            error=str(error),
+            **({"traceback": trace} if self._json else {}),
+        )
 
     def job_named(self, job_id: str) -> None:
         """The id a new job was given, known before its start line."""

@@ -42,7 +42,7 @@ from iterctl.errors import (
 from iterctl.failed import failure_record
 from iterctl.job import Job
 from iterctl.retrying import attempts_of, policy_of, retrying_each
-from iterctl.stopping import StopNow, StopToken, Ticker
+from iterctl.stopping import StopNow, StopToken, StopWaiting, Ticker
 from iterctl.stores import DEFAULT_STORE
 from iterctl.stores.base import (
     Checkpoint,
@@ -64,6 +64,11 @@ DEFAULT_PROGRESS_INTERVAL = 10.0
 WINDOW_PER_WORKER = 4
 #: The default budget: the first item that fails ends the run (exit 1).
 NO_FAILURES = FailureBudget()
+#: How often a run makes sure it still holds its job id (a database session can drop):
+#: a process that lost it notices within about this long, and stops (exit 75).
+HOLD_CHECK_INTERVAL = 1.0
+#: The stop reason of --max-runtime; it waits for the run's first item (see Runner.run).
+MAX_RUNTIME = "max-runtime"
 
 
 class Outcome(Enum):
@@ -115,6 +120,9 @@ class RunResult:
     failures_command: str = ""
     #: Items still running on threads that a second SIGINT left behind (done again later).
     abandoned: int = 0
+    #: Exceptions raised by hooks (on_error, on_shutdown, on_all_complete) as the run
+    #: ended: reported with their tracebacks; the outcome stays what the store says.
+    hook_errors: tuple[tuple[str, BaseException], ...] = ()
 
     @property
     def exit_code(self) -> ExitCode:
@@ -229,6 +237,7 @@ class Runner:
         #: limit, not the end of the walk, ended dispatching.
         self._left = settings.limit
         self._limit_hit = False
+        self._hook_errors: list[tuple[str, BaseException]] = []
 
     # -- the run ----------------------------------------------------------------------
 
@@ -244,9 +253,12 @@ class Runner:
             checkpoint_interval=self._settings.checkpoint_interval,
             progress_interval=self._settings.progress_interval,
             max_runtime=self._settings.max_runtime,
+            hold_check_interval=HOLD_CHECK_INTERVAL,
         )
+        token = self._token
         try:
             with ticker:
+                token.interruptible = True  # the job's code runs from here on
                 source = self._begin(cursor)
                 limit = self._settings.limit
                 # islice is C code: a limit adds nothing per item that Python can see.
@@ -261,7 +273,9 @@ class Runner:
                 token = self._token
                 if self._every_item:
                     token.pending = True  # stays raised: _attend checkpoints after each item
-                stop = self._token.requested
+                # Every run completes at least one item: a --max-runtime shorter than the
+                # start-up must not make every restart stop with nothing done.
+                stop = token.requested and token.reason != MAX_RUNTIME
                 for item, next_cursor in iterator if not stop else ():
                     try:
                         each(item)
@@ -277,17 +291,32 @@ class Runner:
                     if not token.requested:
                         # An exhausted limit is not the end: the end is when nothing is next.
                         if limit is None or next(source, _END) is _END:
+                            token.interruptible = False
                             return self._complete(cursor, processed)
+                        token.interruptible = False
                         return self._stop(cursor, processed, f"--limit {limit} reached")
+            token.interruptible = False
             return self._stop(cursor, processed, self._token.reason or "stop")
         except StopNow as stopped:
+            token.interruptible = False
             # A stop during a retry's backoff carries its reason; a second SIGINT none.
             return self._stop(cursor, processed, str(stopped) or "second SIGINT")
-        except Exception as error:  # noqa: BLE001 - sorted out just below
+        except StopWaiting as stopped:
+            token.interruptible = False
+            return self._finish(
+                Outcome.STOPPED, cursor, processed, f"{stopped.reason} while waiting for the store"
+            )
+        except BaseException as error:  # noqa: BLE001 - whatever the job raises is its failure
+            token.interruptible = False
             return self._ended_by(error, cursor, processed)
 
-    def _ended_by(self, error: Exception, cursor: Cursor, processed: int) -> RunResult:
-        """Map an exception that ended the loop to its outcome."""
+    def _ended_by(self, error: BaseException, cursor: Cursor, processed: int) -> RunResult:
+        """Map an exception that ended the loop to its outcome.
+
+        Anything the job's code raises, ``SystemExit``, ``KeyboardInterrupt`` and other
+        BaseExceptions included, is the job's failure (exit 1): it cannot pick the exit
+        code Kubernetes acts on, nor leave the job marked running.
+        """
         if isinstance(error, _HookFailed):
             # on_checkpoint raised: what it should have flushed is not saved, so neither
             # is the cursor that would claim it.
@@ -322,16 +351,22 @@ class Runner:
         else:
             job.on_resume()
         enumerator = job.build_enumerator(cursor)
+        if not hasattr(enumerator, "__iter__"):
+            raise UsageError(
+                f"{self._name}.build_enumerator returned {type(enumerator).__name__}, not an "
+                f"iterable of (item, cursor) pairs — {_HOW_TO_PAIR}"
+            )
         partition = job.partition
         if partition is not None and not job.splits_itself():
             enumerator = enumerator.within(partition.bounds)  # type: ignore[attr-defined]
         # A partition's total is its enumerator's; job.count() is the whole job's.
-        total = job.count() if partition is None else None
+        total = _checked_total(job.count, f"{self._name}.count()") if partition is None else None
         if total is None and self._total is None:
             # Counted once, on the first run: a count made on resume may see only what is
             # left (a query filtered on the column being backfilled, say).
             total_of = getattr(enumerator, "total", None)
-            total = total_of() if callable(total_of) else None
+            if callable(total_of):
+                total = _checked_total(total_of, f"{self._name}'s enumerator total()")
         total = self._total if total is None else total
         if total is not None:
             self._total = total
@@ -413,6 +448,10 @@ class Runner:
         if token.progress_due:
             token.progress_due = False
             self._reporter.progress(processed, self._total, cursor)
+        if token.hold_check_due:
+            token.hold_check_due = False
+            with token.shielded():
+                self._store.check_hold(self._hold)  # LostHoldError once a session dropped
         return token.reason is not None
 
     # -- with --concurrency: items in flight at once ------------------------------------
@@ -432,13 +471,18 @@ class Runner:
             progress_interval=self._settings.progress_interval,
             max_runtime=self._settings.max_runtime,
         )
+        token = self._token
         try:
             with ticker:
-                enumerator = self._open(window.watermark)
-                if self._async:
-                    asyncio.run(self._async_loop(enumerator))
-                else:
-                    self._thread_loop(enumerator)
+                token.interruptible = True  # the job's code runs (and is waited for) here
+                try:
+                    enumerator = self._open(window.watermark)
+                    if self._async:
+                        asyncio.run(self._async_loop(enumerator))
+                    else:
+                        self._thread_loop(enumerator)
+                finally:
+                    token.interruptible = False
             if self._error is not None:  # an item raised: the others have finished
                 return self._ended_by(self._error, window.watermark, self._processed)
             if self._token.requested:
@@ -659,11 +703,13 @@ class Runner:
     # -- endings ----------------------------------------------------------------------
 
     def _complete(self, cursor: Cursor, processed: int) -> RunResult:
+        # A cursor no store can keep is refused before any hook runs and before "done".
+        encode_cursor(cursor, self._name)
         self._job.on_complete()
         self._checkpoint(cursor, processed, Status.SUCCEEDED)
         # Whoever completes the last partition runs on_all_complete: the store decides.
         if self._store.claim_all_complete(self._hold.job_id):
-            self._job.on_all_complete()
+            self._call_hook(self._job.on_all_complete)
         return self._finish(Outcome.SUCCEEDED, cursor, processed)
 
     def _stop(self, cursor: Cursor, processed: int, reason: str) -> RunResult:
@@ -675,6 +721,8 @@ class Runner:
             return self._finish(Outcome.STORE_UNAVAILABLE, cursor, processed, error=error)
         except LostHoldError as error:
             return self._finish(Outcome.STOPPED, cursor, processed, error.reason, error)
+        except StopWaiting as stopped:
+            reason = f"{reason}, then {stopped.reason} while waiting for the store"
         return self._finish(Outcome.STOPPED, cursor, processed, reason)
 
     def _fail(
@@ -698,11 +746,11 @@ class Runner:
                     # A cursor that cannot be stored, a flush that failed, a transaction
                     # the job ended itself: keep the cursor the store has.
                     self._fail_at_saved(message)
-        except (JobCancelledError, LostHoldError, StoreUnavailableError):
+        except (JobCancelledError, LostHoldError, StoreUnavailableError, StopWaiting):
             pass  # the failure is still reported; the store keeps what it had
         self._job._transaction = None
         if outcome is Outcome.FAILED:
-            self._job.on_error(error)
+            self._call_hook(self._job.on_error, error)
         return self._finish(outcome, cursor, processed, error=error)
 
     def _fail_at_saved(self, message: str) -> None:
@@ -720,6 +768,14 @@ class Runner:
             self._saved_done_json,
         )
 
+    def _call_hook(self, hook: Callable[..., object], *args: object) -> None:
+        """Run a hook of the ending run; what it raises is reported, not allowed to change
+        the outcome or skip what follows (the store already says how the run ended)."""
+        try:
+            hook(*args)
+        except BaseException as hook_error:  # noqa: BLE001 - the hook is the job's code
+            self._hook_errors.append((getattr(hook, "__name__", "a hook"), hook_error))
+
     def _finish(
         self,
         outcome: Outcome,
@@ -733,12 +789,7 @@ class Runner:
             # What the store holds is the truth a resume starts from: report that.
             cursor = decode_cursor(self._saved_cursor_json)
             processed = self._saved_processed
-        try:
-            self._job.on_shutdown()
-        except Exception as hook_error:  # noqa: BLE001 - the hook is the job's code
-            # A hook that raises is a bug in the job: say so, unless something already did.
-            if error is None:
-                outcome, error = Outcome.FAILED, hook_error
+        self._call_hook(self._job.on_shutdown)
         result = RunResult(
             self._hold.job_id,
             outcome,
@@ -750,6 +801,7 @@ class Runner:
             self._resume_command(),
             self._saved_failed,
             self._command("failures", partition=False),
+            tuple(self._hook_errors),
         )
         self._reporter.finished(result)
         return result
@@ -796,25 +848,30 @@ class Runner:
         done_json: str | None = None,
     ) -> None:
         failures = tuple(self._pending_failures)
-        self._store.checkpoint(
-            self._hold,
-            Checkpoint(
-                cursor_json,
-                processed,
-                status,
-                total=self._total,
-                error=error,
-                done_json=done_json,
-                failures=failures,
-                concurrency=self._concurrency_change,
-            ),
+        checkpoint = Checkpoint(
+            cursor_json,
+            processed,
+            status,
+            total=self._total,
+            error=error,
+            done_json=done_json,
+            failures=failures,
+            concurrency=self._concurrency_change,
         )
-        self._saved_cursor_json = cursor_json
-        self._saved_processed = processed
-        self._saved_done_json = done_json
-        if failures:
-            del self._pending_failures[: len(failures)]
-            self._saved_failed += len(failures)
+        with self._token.shielded():  # a second SIGINT must not cut a store write
+            try:
+                self._store.checkpoint(self._hold, checkpoint)
+            except JobCancelledError:
+                # The store saved the progress, then said the job was cancelled.
+                self._saved_cursor_json, self._saved_processed = cursor_json, processed
+                self._saved_done_json = done_json
+                raise
+            self._saved_cursor_json = cursor_json
+            self._saved_processed = processed
+            self._saved_done_json = done_json
+            if failures:
+                del self._pending_failures[: len(failures)]
+                self._saved_failed += len(failures)
 
 
 _END = object()
@@ -840,3 +897,15 @@ class _HookFailed(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _checked_total(count: Callable[[], object], what: str) -> int | None:
+    """The number of items a job or enumerator says it has: None, or an int of 0 or more."""
+    total = count()
+    if total is None or (type(total) is int and total >= 0):
+        return total
+    raise UsageError(
+        f"{what} returned {total!r}: it must return how many items there are (an int, "
+        "0 or more), or None when that is not known"
+    )
+

@@ -17,12 +17,33 @@ from contextlib import contextmanager, suppress
 from math import inf
 from types import FrameType
 
+#: How long any wait for the store may last (a lock another process holds, a server that
+#: does not answer): then the command gives up with exit 69. A stop signal ends it sooner.
+STORE_WAIT_SECONDS = 30.0
+
 
 class StopNow(BaseException):
     """Raised by a second SIGINT to stop in the middle of an item.
 
     It derives from BaseException so that a job's ``except Exception`` cannot swallow it.
+    It is raised only while the job's own code runs (:attr:`StopToken.interruptible`),
+    never inside a store write, so a store is never left half-written by it.
     """
+
+
+class StopWaiting(BaseException):
+    """A stop signal ended a wait for the store (see :func:`interruptible_wait`).
+
+    Nothing was changed by the interrupted call: the command exits 75, resumable.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+#: How many waits for the store a stop signal may end now (the main thread's, nested).
+_waits = 0
 
 
 class StopToken:
@@ -39,6 +60,28 @@ class StopToken:
         self.reason: str | None = None
         self.checkpoint_due = False
         self.progress_due = False
+        #: The runner's hold should be checked (its database session may have dropped).
+        self.hold_check_due = False
+        #: True while the job's own code runs: only then may a second SIGINT raise StopNow.
+        self.interruptible = False
+
+    @contextmanager
+    def shielded(self) -> Iterator[None]:
+        """iterctl's own work inside a run (a checkpoint): a second SIGINT cannot cut it."""
+        was, self.interruptible = self.interruptible, False
+        try:
+            yield
+        finally:
+            self.interruptible = was
+
+    @contextmanager
+    def interrupting(self) -> Iterator[None]:
+        """The job's own code: a second SIGINT stops it at once (:class:`StopNow`)."""
+        was, self.interruptible = self.interruptible, True
+        try:
+            yield
+        finally:
+            self.interruptible = was
 
     @property
     def requested(self) -> bool:
@@ -67,6 +110,68 @@ class StopToken:
         return self.reason is not None
 
 
+@contextmanager
+def interruptible_wait() -> Iterator[None]:
+    """Within the block (a wait that has changed nothing yet), a stop signal raises
+    :class:`StopWaiting` at once instead of only raising the token's flag."""
+    global _waits  # noqa: PLW0603 - signals are process-wide; so is this count
+    _waits += 1
+    try:
+        yield
+    finally:
+        _waits -= 1
+
+
+def _notify_nobody(_message: str) -> None:
+    pass
+
+
+#: Where a long wait says what it waits for (the CLI points it at stderr).
+wait_notice: list[Callable[[str], None]] = [_notify_nobody]
+
+
+def wait_until(
+    attempt: Callable[[], bool],
+    *,
+    what: str,
+    holder: Callable[[], str],
+    timeout: float | None = None,
+) -> None:
+    """Call ``attempt`` until it returns True, for at most ``timeout`` seconds.
+
+    After a second it says once what it waits for and who holds it; a stop signal ends
+    the wait (:class:`StopWaiting`); at the deadline it gives up with exit 69.
+    """
+    from iterctl.errors import StoreUnavailableError
+
+    limit = STORE_WAIT_SECONDS if timeout is None else timeout
+    start = time.monotonic()
+    told = False
+    with interruptible_wait():
+        while not attempt():
+            waited = time.monotonic() - start
+            if waited >= limit:
+                raise StoreUnavailableError(
+                    f"gave up after {limit:g} s waiting for {what}, held by {holder()} — "
+                    "if that process is stuck (stopped, frozen), end it; nothing was changed"
+                )
+            if not told and waited >= 1:
+                told = True
+                wait_notice[0](
+                    f"waiting for {what}, held by {holder()} (up to {limit:g} s; "
+                    "SIGTERM or Ctrl-C stops the wait)"
+                )
+            time.sleep(0.02)
+
+
+def _on_stop_signal(token: StopToken, signum: int) -> None:
+    """What every stop signal does: record the reason; end a wait for the store."""
+    name = signal.Signals(signum).name
+    token.request(name)
+    if _waits:
+        raise StopWaiting(name)
+
+
 def catch_early_signals() -> StopToken:
     """Record SIGTERM/SIGINT from the first moment of the process, before slow imports.
 
@@ -77,7 +182,7 @@ def catch_early_signals() -> StopToken:
     token = StopToken()
 
     def early_signal(signum: int, _frame: FrameType | None) -> None:
-        token.request(signal.Signals(signum).name)
+        _on_stop_signal(token, signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, early_signal)
@@ -89,21 +194,26 @@ def signals_stop(token: StopToken, *, restore: bool = True) -> Iterator[None]:
     """Route SIGTERM and SIGINT to ``token`` for the duration of the block.
 
     The first SIGTERM or SIGINT asks for a stop after the current item. A second SIGINT
-    (an impatient Ctrl-C) raises :class:`StopNow` in the main thread at once. With
+    (an impatient Ctrl-C) raises :class:`StopNow` in the main thread at once, if the job's
+    code is running; inside iterctl's own work (a checkpoint, the hold's release) the run is
+    stopping already and the store must not be cut mid-write, so it is let be. With
     ``restore=False`` (a process about to exit) later signals are ignored rather than
     handed back to Python's defaults, so one more Ctrl-C cannot turn a clean exit 75
     into a KeyboardInterrupt.
     """
 
     def first_signal(signum: int, _frame: FrameType | None) -> None:
-        token.request(signal.Signals(signum).name)
         # From now on SIGINT means "stop now", as in rq and most CLIs.
         signal.signal(signal.SIGINT, second_sigint)
+        _on_stop_signal(token, signum)
 
-    def second_sigint(_signum: int, _frame: FrameType | None) -> None:
-        # Once: a third Ctrl-C must not break the final checkpoint the second one started.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise StopNow
+    def second_sigint(signum: int, _frame: FrameType | None) -> None:
+        if token.interruptible:
+            # Once: a third Ctrl-C must not break the final checkpoint the second started.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            token.interruptible = False
+            raise StopNow
+        _on_stop_signal(token, signum)
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
     for sig in previous:
@@ -131,8 +241,10 @@ class Ticker:
         checkpoint_interval: float,
         progress_interval: float,
         max_runtime: float | None,
+        hold_check_interval: float = inf,
     ) -> None:
         self._token = token
+        self._hold_check_interval = hold_check_interval
         self._checkpoint_interval = checkpoint_interval
         self._progress_interval = progress_interval
         self._deadline = None if max_runtime is None else time.monotonic() + max_runtime
@@ -152,9 +264,10 @@ class Ticker:
         # Interval 0 means "after every item": the runner does that itself, not the timer.
         next_checkpoint = now + self._checkpoint_interval if self._checkpoint_interval > 0 else inf
         next_progress = now + self._progress_interval
+        next_hold_check = now + self._hold_check_interval
         token = self._token
         while True:
-            wake = min(next_checkpoint, next_progress)
+            wake = min(next_checkpoint, next_progress, next_hold_check)
             if self._deadline is not None:
                 wake = min(wake, self._deadline)
             if self._stopped.wait(max(0.0, wake - time.monotonic())):
@@ -169,6 +282,9 @@ class Ticker:
             if now >= next_progress:
                 token.progress_due = True
                 next_progress = now + self._progress_interval
+            if now >= next_hold_check:
+                token.hold_check_due = True
+                next_hold_check = now + self._hold_check_interval
             # Set last: the loop clears `pending` before it reads the other flags.
             token.pending = True
 

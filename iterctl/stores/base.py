@@ -7,16 +7,25 @@ Every store (SQL through SQLAlchemy, a JSON file, memory for tests) implements
 from __future__ import annotations
 
 import hashlib
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
-from iterctl.cursor import decode_cursor
-from iterctl.errors import UsageError
+from iterctl.cursor import MAX_CURSOR_CHARS, decode_cursor
+from iterctl.errors import InvalidCursorError, StoreUnusableError, UsageError
 from iterctl.stores.file_hold import holder_name
+
+# -- limits, the same on every store ----------------------------------------------------
+
+#: The longest params a job id may have, as JSON text.
+MAX_PARAMS_CHARS = 1_048_576
+#: The longest error text a store keeps; a longer one is cut, never lost: the record must
+#: still say `failed`.
+MAX_ERROR_CHARS = 65_536
 
 
 class Status(StrEnum):
@@ -37,7 +46,11 @@ _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 def check_job_id(job_id: str) -> str:
-    """Refuse a job id that could not be a file name or a Kubernetes name."""
+    """Refuse a job id that could not be a file name or a Kubernetes name.
+
+    Job ids are compared exactly, case included, on every store: ``CaseTest`` and
+    ``casetest`` are two jobs.
+    """
     if not _JOB_ID.fullmatch(job_id):
         raise UsageError(
             f"invalid job id {job_id!r} — use 1 to 128 letters, digits, '.', '_' or '-', "
@@ -92,6 +105,14 @@ class JobRecord:
     #: The identity of the enumerator's source (a file's size and mtime, say) as JSON text,
     #: recorded at the first run and checked on resume.
     source_json: str | None = None
+
+    def __post_init__(self) -> None:
+        size = sum(len(key) + len(value) for key, value in self.params.items())
+        if size > MAX_PARAMS_CHARS:
+            raise UsageError(
+                f"the params of job {self.job_id} are {size:,} characters long; a store "
+                f"keeps at most {MAX_PARAMS_CHARS:,} — pass a path or a key instead of the data"
+            )
 
     @property
     def hold_name(self) -> str:
@@ -240,7 +261,7 @@ def cursor_key(cursor_json: str) -> str:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """What a checkpoint writes, atomically."""
+    """What a checkpoint writes, atomically: within the limits every store keeps."""
 
     cursor_json: str | None
     processed: int
@@ -262,6 +283,15 @@ class Checkpoint:
     resolved: tuple[str, ...] = ()
     #: --concurrency given to this run, when it differs from the job's; None keeps it.
     concurrency: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.cursor_json is not None and len(self.cursor_json) > MAX_CURSOR_CHARS:
+            raise InvalidCursorError(
+                f"a cursor of {len(self.cursor_json):,} characters of JSON is too long to "
+                f"save (at most {MAX_CURSOR_CHARS:,}) — yield a small cursor, e.g. an id"
+            )
+        if self.error is not None and len(self.error) > MAX_ERROR_CHARS:
+            object.__setattr__(self, "error", truncated_error(self.error))
 
 
 #: Failure records, newest first (a name that the Store's `list` method can't shadow).
@@ -309,6 +339,117 @@ class CoupledWrites(Protocol):
     def rollback(self) -> None:
         """Drop the writes made since the last checkpoint."""
         ...
+
+
+def truncated_error(text: str) -> str:
+    """``text`` cut to :data:`MAX_ERROR_CHARS`, saying that it was cut and from how long."""
+    note = f" … (cut: {len(text):,} characters in all)"
+    return text[: MAX_ERROR_CHARS - len(note)] + note
+
+
+# -- reading records back ---------------------------------------------------------------
+
+
+def checked_record(values: Mapping[str, Any], store_name: str) -> JobRecord:
+    """A record read from a store, refused in one line if it is not as iterctl wrote it.
+
+    A store someone edited by hand (a field of the wrong type, an unknown status, a cursor
+    that is not JSON) is a store a person must repair: :class:`StoreUnusableError`, exit 2.
+    """
+    problem = _record_problem(values)
+    if problem is None:
+        try:
+            return JobRecord(**{**values, "status": Status(values["status"])})
+        except (TypeError, ValueError) as error:
+            problem = str(error)
+    job_id = values.get("job_id") if isinstance(values, Mapping) else None
+    raise StoreUnusableError(
+        f"the store {store_name} has a damaged record (job id {job_id!r}): {problem} — "
+        "it is not as iterctl wrote it; restore the store from a copy, or point --store "
+        "elsewhere"
+    )
+
+
+_TEXT, _OPTIONAL_TEXT, _COUNT, _OPTIONAL_COUNT, _JSON = "text", "text?", "n", "n?", "json?"
+_FIELD_KINDS = {
+    "job_id": _TEXT,
+    "job": _TEXT,
+    "status": _TEXT,
+    "cursor_json": _JSON,
+    "processed": _COUNT,
+    "total": _OPTIONAL_COUNT,
+    "times_interrupted": _COUNT,
+    "error": _OPTIONAL_TEXT,
+    "created_at": _TEXT,
+    "updated_at": _TEXT,
+    "holder": _OPTIONAL_TEXT,
+    "fence": _COUNT,
+    "partition": _COUNT,
+    "partitions": _COUNT,
+    "bounds_json": _JSON,
+}
+_NUMBER, _OPTIONAL_NUMBER = "f", "f?"
+#: Fields added after the first stores were written: checked when a record has them.
+_LATER_FIELD_KINDS = {
+    "done_json": _JSON,
+    "concurrency": _COUNT,
+    "options_json": _JSON,
+    "failed_items": _COUNT,
+    "elapsed": _NUMBER,
+    "rate": _OPTIONAL_NUMBER,
+    "source_json": _JSON,
+}
+
+
+def _record_problem(values: Mapping[str, Any]) -> str | None:
+    if not isinstance(values, Mapping):
+        return f"the record is {type(values).__name__}, not an object"
+    missing = sorted(set(_FIELD_KINDS) - values.keys())
+    if missing:
+        return f"it has no {', '.join(missing)}"
+    kinds = {**_FIELD_KINDS, **{k: v for k, v in _LATER_FIELD_KINDS.items() if k in values}}
+    for name, kind in kinds.items():
+        problem = _field_problem(values[name], kind)
+        if problem:
+            return f"{name} {problem}"
+    params = values.get("params")
+    if not isinstance(params, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in params.items()
+    ):
+        return "params is not an object of text values"
+    if values["status"] not in Status.__members__.values():
+        return f"status {values['status']!r} is none of {', '.join(Status)}"
+    if values["partitions"] < 1 or values["partition"] >= values["partitions"]:
+        return f"partition {values['partition']} of {values['partitions']} does not exist"
+    for stamp in ("created_at", "updated_at"):
+        try:
+            datetime.fromisoformat(values[stamp])
+        except ValueError:
+            return f"{stamp} {values[stamp]!r} is not an ISO 8601 time"
+    return None
+
+
+def _field_problem(value: Any, kind: str) -> str | None:
+    if value is None and kind.endswith("?"):
+        return None
+    if kind.startswith("text") and not isinstance(value, str):
+        return f"is {type(value).__name__}, not text"
+    if kind.startswith("n") and (type(value) is not int or value < 0):
+        return f"is {value!r}, not a count"
+    if kind.startswith("f") and (type(value) not in (int, float) or value < 0):
+        return f"is {value!r}, not a number of 0 or more"
+    if kind == _JSON:
+        if not isinstance(value, str):
+            return f"is {type(value).__name__}, not JSON text"
+        try:
+            json.loads(value)
+        except (ValueError, RecursionError):
+            return f"{_short(value)} is not JSON"
+    return None
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
 class Store(Protocol):
@@ -362,6 +503,11 @@ class Store(Protocol):
         :class:`~iterctl.errors.JobCancelledError` (after saving the cursor, count and
         failure records) if the job was cancelled.
         """
+        ...
+
+    def check_hold(self, hold: Hold) -> None:
+        """Raise :class:`~iterctl.errors.LostHoldError` if ``hold`` is no longer this
+        process's (its database session dropped). Cheap: the runner calls it every second."""
         ...
 
     def release(self, hold: Hold) -> None:

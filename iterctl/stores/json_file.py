@@ -1,19 +1,20 @@
 """The JSON file store: every record in one JSON document, replaced atomically.
 
-Writers take an ``flock`` on a sibling ``.lock`` file for the read-modify-write, write a
-temporary file, fsync it and rename it over the store, so a reader or a crash only ever
-sees a whole document.
+Writers take an ``flock`` on a sibling ``.lock`` file for the read-modify-write (waiting
+at most the store wait, see :data:`iterctl.stopping.STORE_WAIT_SECONDS`), write the whole
+document to one hidden temporary file, fsync it, check that every byte is there, and only
+then rename it over the store: a reader, a crash or a full disk only ever sees a whole
+document. A store file without its owner's write bit is read-only: read, never written.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
-import tempfile
+import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,9 @@ from typing import Any
 from iterctl.errors import (
     JobCancelledError,
     LostHoldError,
-    StoreUnavailableError,
+    StoreUnusableError,
     UsageError,
+    store_os_error,
 )
 from iterctl.stores.base import (
     RESUMABLE,
@@ -35,12 +37,13 @@ from iterctl.stores.base import (
     Status,
     acquired,
     apply_failures,
+    checked_record,
     checkpointed,
     hold_name,
     newest_first,
     utc_now,
 )
-from iterctl.stores.file_hold import FileHolds, holder_name
+from iterctl.stores.file_hold import FileHolds, FileLock, holder_name
 
 SCHEMA_VERSION = 1
 
@@ -54,11 +57,13 @@ class JsonFileStore:
         self._path = Path(path)
         self.display_name = str(self._path)
         if not self._path.parent.is_dir():
-            raise StoreUnavailableError(
+            raise StoreUnusableError(
                 f"cannot open the store {self.display_name}: the folder "
                 f"{str(self._path.parent)!r} does not exist — create it or choose another --store"
             )
         self._holds = FileHolds(self._path)
+        self._write_lock = FileLock(self._path.with_name(self._path.name + ".lock"))
+        self._temp = self._path.with_name(f".{self._path.name}.tmp")
         self._read()  # refuse an unreadable file now, before any work is done
 
     # -- the document -----------------------------------------------------------------
@@ -68,21 +73,27 @@ class JsonFileStore:
             raw = self._path.read_bytes()
         except FileNotFoundError:
             return {"iterctl_schema": SCHEMA_VERSION, "jobs": {}}
-        except OSError as error:
-            raise StoreUnavailableError(
-                f"cannot read the store {self.display_name}: {error.strerror} — {_fix(error)}"
+        except IsADirectoryError:
+            raise StoreUnusableError(
+                f"cannot read the store {self.display_name}: it is a folder — give the path "
+                "of a file in it, e.g. --store state/iterctl.json"
             ) from None
+        except OSError as error:
+            raise store_os_error(error, f"read the store {self.display_name}", _fix(error)) from None
         try:
             document = json.loads(raw)
             if not isinstance(document, dict) or not isinstance(document.get("jobs"), dict):
                 raise ValueError("not an iterctl store")
-        except ValueError as error:
-            raise StoreUnavailableError(
+            schema = document.get("iterctl_schema", 0)
+            if type(schema) is not int:
+                raise ValueError(f"its iterctl_schema is {schema!r}, not a number")
+        except (ValueError, RecursionError) as error:
+            raise StoreUnusableError(
                 f"cannot read the store {self.display_name}: it is not an iterctl JSON store "
                 f"({error}) — point --store at another file"
             ) from None
-        if document.get("iterctl_schema", 0) > SCHEMA_VERSION:
-            raise StoreUnavailableError(
+        if schema > SCHEMA_VERSION:
+            raise StoreUnusableError(
                 f"the store {self.display_name} was written by a newer iterctl — upgrade iterctl"
             )
         return document
@@ -90,50 +101,72 @@ class JsonFileStore:
     @contextmanager
     def _update(self) -> Iterator[Document]:
         """Read, let the caller change, then atomically replace the document."""
-        lock_path = self._path.with_name(self._path.name + ".lock")
+        self._refuse_read_only()
         try:
-            lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._write_lock.take(f"the write lock of the store {self.display_name}")
         except OSError as error:
-            raise StoreUnavailableError(
-                f"cannot write the store {self.display_name}: {error.strerror} — {_fix(error)}"
-            ) from None
+            raise store_os_error(error, f"write the store {self.display_name}", _fix(error)) from None
         try:
-            fcntl.flock(lock_fd, fcntl.LOCK_EX)
             document = self._read()
             yield document
             self._write(document)
         finally:
-            os.close(lock_fd)
+            self._write_lock.drop()
+
+    def _refuse_read_only(self) -> None:
+        try:
+            mode = self._path.stat().st_mode
+        except FileNotFoundError:
+            return
+        if not mode & stat.S_IWUSR:
+            raise StoreUnusableError(
+                f"the store {self.display_name} is read-only (mode {mode & 0o777:04o}): this "
+                "command would change it — make it writable (chmod u+w), or only read it "
+                "(`iterctl status`)"
+            )
 
     def _write(self, document: Document) -> None:
         data = json.dumps(document, indent=1, sort_keys=True).encode()
-        fd, temp = tempfile.mkstemp(prefix=self._path.name + ".", dir=self._path.parent)
         try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, data)
+            self._write_complete_copy(data)
+            os.replace(self._temp, self._path)
+            # Make the rename itself durable.
+            dir_fd = os.open(self._path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as error:
+            _remove(self._temp)
+            raise store_os_error(
+                error, f"write the store {self.display_name} (it is unchanged)", _fix(error)
+            ) from None
+
+    def _write_complete_copy(self, data: bytes) -> None:
+        """Write ``data`` to the temporary file and prove that all of it got there."""
+        _remove(self._temp)  # a copy left by a killed writer, or a planted link
+        fd = os.open(self._temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)  # may write less than asked: a full disk
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
             os.fsync(fd)
+            if os.fstat(fd).st_size != len(data) or os.pread(fd, len(data) + 1, 0) != data:
+                raise OSError(errno.EIO, "the copy written does not read back whole")
         finally:
             os.close(fd)
-        try:
-            os.replace(temp, self._path)
-        except OSError:
-            os.unlink(temp)
-            raise
-        # Make the rename itself durable.
-        dir_fd = os.open(self._path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
     # -- the Store interface ----------------------------------------------------------
 
     def get(self, job_id: str) -> JobRecord | None:
         raw = self._read()["jobs"].get(job_id)
-        return None if raw is None else _record(raw)
+        return None if raw is None else _record(raw, self.display_name)
 
     def list(self) -> Records:
-        records = [_record(raw) for raw in self._read()["jobs"].values()]
+        records = [_record(raw, self.display_name) for raw in self._read()["jobs"].values()]
         return sorted(records, key=lambda r: (r.created_at, r.job_id, r.partition))
 
     def partitions(self, job_id: str) -> Records:
@@ -161,9 +194,9 @@ class JsonFileStore:
             first["all_complete"] = True
         return True
 
-    @staticmethod
-    def _partitions_in(document: Document, job_id: str) -> Records:
-        parts = [_record(raw) for raw in document["jobs"].values() if raw["job_id"] == job_id]
+    def _partitions_in(self, document: Document, job_id: str) -> Records:
+        records = (_record(raw, self.display_name) for raw in document["jobs"].values())
+        parts = [record for record in records if record.job_id == job_id]
         return sorted(parts, key=lambda record: record.partition)
 
     def acquire(self, job_id: str, partition: int = 0) -> Hold:
@@ -174,7 +207,7 @@ class JsonFileStore:
                 raw = document["jobs"].get(name)
                 if raw is None:
                     raise UsageError(f"unknown job id {name!r} in {self.display_name}")
-                before = _record(raw)
+                before = _record(raw, self.display_name)
                 if before.status not in RESUMABLE:
                     # Held all the same (retry-failed on a succeeded job): say by whom.
                     _put(document, replace(before, holder=holder_name()))
@@ -189,7 +222,7 @@ class JsonFileStore:
     def checkpoint(self, hold: Hold, checkpoint: Checkpoint) -> None:
         name = hold_name(hold.job_id, hold.partition)
         with self._update() as document:
-            current = _record(document["jobs"][name])
+            current = _record(document["jobs"][name], self.display_name)
             if current.fence != hold.fence:
                 raise LostHoldError(
                     f"job {hold.job_id} was taken over by another process; "
@@ -217,6 +250,9 @@ class JsonFileStore:
         ]
         return newest_first(found, limit)
 
+    def check_hold(self, hold: Hold) -> None:
+        pass  # a hold here lives as long as this process: it cannot be lost
+
     def release(self, hold: Hold) -> None:
         self._holds.drop(hold_name(hold.job_id, hold.partition))
 
@@ -229,7 +265,7 @@ class JsonFileStore:
                 if record.status in RESUMABLE:
                     cancelled = replace(record, status=Status.CANCELLED, updated_at=utc_now())
                     _put(document, cancelled)
-            return _record(document["jobs"][job_id])
+            return _record(document["jobs"][job_id], self.display_name)
 
     def close(self) -> None:
         self._holds.drop_all()
@@ -250,9 +286,16 @@ def _raw(record: JobRecord) -> dict[str, Any]:
 _FIELDS = frozenset(JobRecord.__dataclass_fields__)
 
 
-def _record(raw: dict[str, Any]) -> JobRecord:
-    known = {key: value for key, value in raw.items() if key in _FIELDS}
-    return JobRecord(**{**known, "status": Status(raw["status"])})
+def _record(raw: Any, store_name: str = "") -> JobRecord:
+    known = raw
+    if isinstance(raw, dict):
+        known = {key: value for key, value in raw.items() if key in _FIELDS}
+    return checked_record(known, store_name)
+
+
+def _remove(path: Path) -> None:
+    with suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _fix(error: OSError) -> str:

@@ -114,6 +114,9 @@ class MemoryStore:
             ]
         return newest_first(found, limit)
 
+    def check_hold(self, hold: Hold) -> None:
+        pass  # a hold here lives as long as this process: it cannot be lost
+
     def release(self, hold: Hold) -> None:
         with self._lock:
             self._held.discard(hold_name(hold.job_id, hold.partition))

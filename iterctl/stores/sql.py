@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -49,8 +50,11 @@ from iterctl.errors import (
     LostHoldError,
     NoStoreError,
     StoreUnavailableError,
+    StoreUnusableError,
     UsageError,
+    store_os_error,
 )
+from iterctl.stopping import STORE_WAIT_SECONDS, interruptible_wait
 from iterctl.stores.base import (
     RESUMABLE,
     Checkpoint,
@@ -60,6 +64,7 @@ from iterctl.stores.base import (
     JobRecord,
     Records,
     Status,
+    checked_record,
     cursor_key,
     hold_name,
     utc_now,
@@ -201,22 +206,64 @@ def _first_line(error: BaseException) -> str:
     return (str(original).strip().splitlines() or [type(original).__name__])[0]
 
 
+#: Query-string keys whose values are secrets (``?password=…``, ``?sslpassword=…``, …).
+_SECRET_KEY = re.compile(r"pass|pwd|secret|token|key", re.IGNORECASE)
+
+
+def shown_url(url: URL) -> str:
+    """``url`` as messages may show it: its password and every secret query value hidden."""
+    query = {key: "***" if _SECRET_KEY.search(key) else value for key, value in url.query.items()}
+    return url.set(query=query).render_as_string(hide_password=True)
+
+
+def shown_unparsed(text: str) -> str:
+    """A URL that did not parse, with whatever looks like a password hidden."""
+    text = re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", text)
+    return re.sub(
+        r"([?&][^=&]*(?:pass|pwd|secret|token|key)[^=&]*=)[^&]*",
+        r"\1***",
+        text,
+        flags=re.IGNORECASE,
+    )
+
+
+def _secrets_of(url: URL) -> list[str]:
+    values = [url.password or ""]
+    values += [str(v) for k, v in url.query.items() if _SECRET_KEY.search(k)]
+    return [value for value in values if value]
+
+
+def parse_store_url(url: str) -> URL:
+    """``url`` as SQLAlchemy reads it, or a usage error that shows it without its password."""
+    try:
+        return make_url(url)
+    except (sa_exc.ArgumentError, ValueError) as error:
+        detail = "" if isinstance(error, sa_exc.ArgumentError) else f" ({_port_problem(error)})"
+        raise UsageError(
+            f"cannot parse the store URL {shown_unparsed(url)!r}{detail} — use "
+            "sqlite:///path.db, postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db, "
+            "a path ending in .db, .sqlite, .sqlite3 or .json"
+        ) from None
+
+
+def _port_problem(error: Exception) -> str:
+    return "the port is not a number" if "int()" in str(error) else "not a URL"
+
+
 class SqlStore:
     """A :class:`~iterctl.stores.base.Store` on any database SQLAlchemy reaches."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
-        try:
-            parsed = make_url(url)
-        except sa_exc.ArgumentError:
-            raise UsageError(
-                f"cannot parse the store URL {url!r} — use sqlite:///path.db, "
-                "postgresql+psycopg://user@host/db, mysql+pymysql://user@host/db or a .json path"
-            ) from None
-        self.display_name = parsed.render_as_string(hide_password=True)
+    def __init__(self, url: str, *, create: bool = True, read_only: bool = False) -> None:
+        parsed = parse_store_url(url)
+        self.display_name = shown_url(parsed)
+        self._secrets = _secrets_of(parsed)
         self._dialect = parsed.get_backend_name()
         #: One writer at a time (SQLite): a coupled run's transaction blocks every other.
         self.single_writer = self._dialect == "sqlite"
-        self._create = create
+        self._create = create and not read_only
+        self._read_only = read_only
+        #: Holds whose database session dropped: they are lost for good (CONTRACT §4).
+        self._lost: set[str] = set()
         self._engine = self._create_engine(parsed)
         self._file_holds: FileHolds | None = None
         if self._dialect == "sqlite":
@@ -239,9 +286,19 @@ class SqlStore:
         connect_args: dict[str, Any] = {}
         if url.get_backend_name() == "sqlite":
             self._create_sqlite_file(url.database or "")
-            connect_args["timeout"] = 30
-        elif url.get_backend_name() in ("postgresql", "mysql", "mariadb"):
+            connect_args["timeout"] = STORE_WAIT_SECONDS
+            if self._read_only and not (url.database or "").startswith("file:"):
+                url = _read_only_sqlite(url)
+        elif url.get_backend_name() == "postgresql":
             connect_args["connect_timeout"] = 5
+            # Bound every statement's wait for a lock another session holds.
+            connect_args["options"] = f"-c lock_timeout={int(STORE_WAIT_SECONDS * 1000)}"
+        elif url.get_backend_name() in ("mysql", "mariadb"):
+            # connect_timeout covers the TCP connect only: a server that accepts and then
+            # never sends its greeting needs the read timeout too.
+            connect_args.update(
+                connect_timeout=5, read_timeout=STORE_WAIT_SECONDS, write_timeout=STORE_WAIT_SECONDS
+            )
         try:
             # A server store keeps no idle pooled session: while a job runs, its hold's
             # session is the only one (checkpoints go through it, see checkpoint).
@@ -276,20 +333,27 @@ class SqlStore:
                 "run iterctl from the folder the job ran in, or pass its --store"
             )
         if not path.parent.is_dir():
-            raise StoreUnavailableError(
+            raise StoreUnusableError(
                 f"cannot open the store {self.display_name}: the folder {str(path.parent)!r} "
                 "does not exist — create it or choose another --store"
             )
+        if path.is_dir():
+            raise StoreUnusableError(
+                f"cannot open the store {self.display_name}: {database} is a folder — give "
+                "the path of a file in it, e.g. sqlite:///state/iterctl.db"
+            )
+        if self._read_only:
+            return
         try:
             os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         except OSError as error:
-            raise StoreUnavailableError(
-                f"cannot open the store {self.display_name}: {error.strerror} — "
-                "check the path and its permissions"
-            ) from None
+            raise store_os_error(error, f"open the store {self.display_name}") from None
 
     def _ensure_schema(self) -> None:
         """Create the tables on first use; refuse a store written by a newer iterctl."""
+        if self._read_only:
+            self._check_schema_read_only()
+            return
         with self._connect() as conn:
             for _attempt in range(3):
                 try:
@@ -308,15 +372,11 @@ class SqlStore:
                 except (sa_exc.ProgrammingError, sa_exc.IntegrityError, sa_exc.OperationalError):
                     conn.rollback()  # another process created them at the same moment
             if version is None:
-                raise StoreUnavailableError(
+                raise StoreUnusableError(
                     f"cannot create iterctl's tables in {self.display_name} — "
                     "check that the user may create tables there"
                 )
-            if version > SCHEMA_VERSION:
-                raise StoreUnavailableError(
-                    f"the store {self.display_name} was written by a newer iterctl "
-                    f"(schema {version}, this one knows {SCHEMA_VERSION}) — upgrade iterctl"
-                )
+            self._refuse_newer(version)
             if version < SCHEMA_VERSION:
                 self._migrate(conn, version)
             conn.rollback()
@@ -324,6 +384,34 @@ class SqlStore:
             # WAL lets `status` read while a run writes.
             with self._connect() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+    def _refuse_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreUnusableError(
+                f"the store {self.display_name} was written by a newer iterctl "
+                f"(schema {version}, this one knows {SCHEMA_VERSION}) — upgrade iterctl"
+            )
+
+    def _check_schema_read_only(self) -> None:
+        """For reading commands: the tables must be there and of this iterctl's schema."""
+        with self._connect() as conn:
+            try:
+                version = conn.execute(select(schema_table.c.version)).scalar()
+            except (sa_exc.ProgrammingError, sa_exc.OperationalError) as error:
+                if self._dialect == "sqlite" and "no such table" not in str(error):
+                    raise  # a file that is not a database: _connect_errors says so
+                version = None
+        if version is None:
+            raise NoStoreError(
+                f"the store {self.display_name} holds no iterctl jobs yet — no job has run "
+                "with this --store"
+            )
+        self._refuse_newer(version)
+        if version < SCHEMA_VERSION:
+            raise StoreUnusableError(
+                f"the store {self.display_name} is of an older iterctl (schema {version}) — "
+                "run any job of it once (`iterctl resume`) to upgrade it, then read it"
+            )
 
     def _migrate(self, conn: Connection, version: int) -> None:
         """Upgrade the tables in place, one version at a time, each step in a transaction."""
@@ -343,22 +431,28 @@ class SqlStore:
     @contextmanager
     def _connect(self) -> Iterator[Connection]:
         """A connection whose database errors become one line: exit 69, nothing changed."""
-        with self._connect_errors(), self._engine.connect() as conn:
-            yield conn
+        with self._connect_errors():
+            with interruptible_wait():  # a stop signal may end the wait for a server
+                conn = self._engine.connect()
+            with conn:
+                yield conn
 
     # -- reading ----------------------------------------------------------------------
 
     def get(self, job_id: str) -> JobRecord | None:
         with self._connect() as conn:
             row = conn.execute(_by_id(job_id)).mappings().first()
-        return None if row is None else _record(row)
+        return None if row is None else self._record(row)
 
     def list(self) -> Records:
         query = select(jobs_table).order_by(
             jobs_table.c.created_at, jobs_table.c.job_id, jobs_table.c.partition_index
         )
         with self._connect() as conn:
-            return [_record(row) for row in conn.execute(query).mappings()]
+            return [self._record(row) for row in conn.execute(query).mappings()]
+
+    def _record(self, row: Any) -> JobRecord:
+        return _record(row, self.display_name)
 
     def partitions(self, job_id: str) -> Records:
         query = (
@@ -367,7 +461,7 @@ class SqlStore:
             .order_by(jobs_table.c.partition_index)
         )
         with self._connect() as conn:
-            return [_record(row) for row in conn.execute(query).mappings()]
+            return [self._record(row) for row in conn.execute(query).mappings()]
 
     def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
         stored, created = self.create_partitions([record])
@@ -412,7 +506,7 @@ class SqlStore:
                 row = conn.execute(_by_id(job_id, partition)).mappings().first()
                 if row is None:
                     raise UsageError(f"unknown job id {name!r} in {self.display_name}")
-                before = _record(row)
+                before = self._record(row)
                 if before.status not in RESUMABLE:
                     # Held all the same (retry-failed on a succeeded job): say by whom.
                     conn.execute(
@@ -445,9 +539,12 @@ class SqlStore:
         return Hold(job_id, before.fence + 1, before, partition)
 
     def checkpoint(self, hold: Hold, checkpoint: Checkpoint) -> None:
-        conn = self._hold_connections.get(hold_name(hold.job_id, hold.partition))
+        name = hold_name(hold.job_id, hold.partition)
+        conn = self._hold_connections.get(name)
         if conn is None:  # the hold was released: say so as a takeover would
             raise LostHoldError(f"job {hold.job_id} is no longer held by this process")
+        if name in self._lost:  # its session dropped: never write through another one
+            raise lost_session(hold.job_id)
         statement = self._checkpoint_statement or self._prepare_checkpoint()
         values = {
             "new_cursor": checkpoint.cursor_json,
@@ -615,11 +712,9 @@ class SqlStore:
         """A database error on the hold's session: a dead session means the hold is lost
         (exit 75, its transaction rolled back); anything else is the store failing (69)."""
         if error.connection_invalidated:
+            self._lost.add(hold_name(hold.job_id, hold.partition))
             return lost_session(hold.job_id)
-        return StoreUnavailableError(
-            f"cannot use the store {self.display_name}: {_first_line(error)} — "
-            "check the URL, the credentials and that the server is up"
-        )
+        return self._explained(error)
 
     def couple(self, hold: Hold) -> SqlCoupledWrites:
         """Open the job's writes to the checkpoint's transaction on the hold's session:
@@ -632,6 +727,24 @@ class SqlStore:
                 conn.rollback()
                 conn.execution_options(isolation_level=conn.default_isolation_level)
         return SqlCoupledWrites(conn, hold.job_id, self.display_name)
+
+    def check_hold(self, hold: Hold) -> None:
+        """Raise LostHoldError if the hold's database session has dropped (one round trip).
+
+        The lock lives and dies with that session: once it is gone (a killed backend, a
+        failover, a network cut) the hold is lost for good, and is never used again, so
+        nothing is written through a session that does not hold the lock.
+        """
+        if self._file_holds is not None:
+            return  # a file lock cannot be lost while its process lives
+        name = hold_name(hold.job_id, hold.partition)
+        conn = self._hold_connections.get(name)
+        if conn is None or name in self._lost:
+            raise lost_session(hold.job_id)
+        try:
+            conn.exec_driver_sql("SELECT 1")
+        except sa_exc.DBAPIError as error:
+            raise self._session_error(hold, error) from None
 
     def release(self, hold: Hold) -> None:
         self._drop_lock(hold_name(hold.job_id, hold.partition))
@@ -650,7 +763,7 @@ class SqlStore:
             conn.commit()
         if row is None:
             raise UsageError(f"unknown job id {job_id!r} in {self.display_name}")
-        return _record(row)
+        return self._record(row)
 
     def close(self) -> None:
         for job_id in list(self._hold_connections):
@@ -723,14 +836,40 @@ class SqlStore:
 
     @contextmanager
     def _connect_errors(self) -> Iterator[None]:
-        """Database errors inside the block become one line for people: exit 69."""
+        """Database errors inside the block become one line for people, with the exit code
+        of the rule in :class:`~iterctl.errors.StoreUnavailableError`."""
         try:
             yield
         except sa_exc.DBAPIError as error:
-            raise StoreUnavailableError(
-                f"cannot use the store {self.display_name}: {_first_line(error)} — "
-                "check the URL, the credentials and that the server is up"
-            ) from None
+            raise self._explained(error) from None
+
+    def _explained(self, error: sa_exc.DBAPIError) -> StoreUnavailableError | StoreUnusableError:
+        reason = _first_line(error)
+        for secret in self._secrets:
+            reason = reason.replace(secret, "***")
+        where = f"the store {self.display_name}"
+        if self._dialect != "sqlite":
+            return StoreUnavailableError(
+                f"cannot use {where}: {reason} — check the URL, the credentials and that "
+                "the server is up"
+            )
+        if "locked" in reason or "busy" in reason:
+            return StoreUnavailableError(
+                f"cannot use {where}: another process kept it locked for {STORE_WAIT_SECONDS:g}"
+                " s (a writer that is stuck or stopped) — end that process, then run again"
+            )
+        if "disk is full" in reason or "disk I/O" in reason:
+            return StoreUnavailableError(
+                f"cannot write {where}: {reason} — nothing was changed; free space, then run again"
+            )
+        if "not a database" in reason or "malformed" in reason or "encrypted" in reason:
+            return StoreUnusableError(
+                f"cannot use {where}: the file is not an SQLite database or is damaged "
+                f"({reason}) — point --store at another file, or restore it from a copy"
+            )
+        return StoreUnusableError(
+            f"cannot use {where}: {reason} — check the file, its folder and their permissions"
+        )
 
 
 class _Prepared:
@@ -752,6 +891,19 @@ def _lock_key(job_id: str) -> int:
     """A 64-bit key standing for the job id in the database's lock namespace."""
     digest = hashlib.blake2b(f"iterctl:{job_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def _read_only_sqlite(url: URL) -> URL:
+    """Reading commands read: a read-only file or folder is no obstacle.
+
+    SQLite opens a WAL database read-only only where it may create the ``-shm`` file; in
+    a folder this user cannot write, nobody of this user writes the store either, so it is
+    opened as immutable.
+    """
+    database = url.database or ""
+    folder = os.path.dirname(os.path.abspath(database))
+    mode = {"mode": "ro"} if os.access(folder, os.W_OK) else {"immutable": "1"}
+    return url.set(database=f"file:{database}", query={**mode, "uri": "true"})
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -800,31 +952,38 @@ def _row(record: JobRecord) -> dict[str, Any]:
     }
 
 
-def _record(row: Any) -> JobRecord:
-    return JobRecord(
-        job_id=row["job_id"],
-        job=row["job"],
-        params=json.loads(row["params"]),
-        status=Status(row["status"]),
-        cursor_json=row["cursor"],
-        processed=row["processed"],
-        total=row["total"],
-        times_interrupted=row["times_interrupted"],
-        error=row["error"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        holder=row["holder"],
-        fence=row["fence"],
-        partition=row["partition_index"],
-        partitions=row["partitions"],
-        bounds_json=row["bounds"],
-        done_json=row["done"],
-        concurrency=row["concurrency"],
-        options_json=row["options"],
-        failed_items=row["failed_items"],
-        elapsed=row["elapsed"],
-        rate=row["rate"],
-        source_json=row["source"],
+def _record(row: Any, store_name: str) -> JobRecord:
+    try:
+        params = json.loads(row["params"])
+    except (TypeError, ValueError, RecursionError):
+        params = None  # checked_record names it
+    return checked_record(
+        {
+            "job_id": row["job_id"],
+            "job": row["job"],
+            "params": params,
+            "status": row["status"],
+            "cursor_json": row["cursor"],
+            "processed": row["processed"],
+            "total": row["total"],
+            "times_interrupted": row["times_interrupted"],
+            "error": row["error"],
+            "created_at": row["created_at"],
+            "updated_at": row["updated_at"],
+            "holder": row["holder"],
+            "fence": row["fence"],
+            "partition": row["partition_index"],
+            "partitions": row["partitions"],
+            "bounds_json": row["bounds"],
+            "done_json": row["done"],
+            "concurrency": row["concurrency"],
+            "options_json": row["options"],
+            "failed_items": row["failed_items"],
+            "elapsed": row["elapsed"],
+            "rate": row["rate"],
+            "source_json": row["source"],
+        },
+        store_name,
     )
 
 

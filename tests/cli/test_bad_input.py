@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -119,30 +120,57 @@ def test_an_unreachable_store_exits_69_without_showing_its_password(
     assert "s3cret-pw" not in result.stderr + result.stdout
 
 
-def test_a_store_file_that_is_not_a_database_exits_69_and_is_left_alone(
+def test_a_store_file_that_is_not_a_database_exits_2_and_is_left_alone(
     workdir: Workdir,
 ) -> None:
-    """A corrupt SQLite file is refused with 69 and not overwritten."""
+    """A corrupt SQLite file is refused with 2 (no retry can mend it), with advice about
+    the file rather than about a server, and not overwritten."""
     store = workdir.path / "iterctl.db"
     store.write_bytes(b"this is not sqlite" * 100)
     result = workdir.run("run", "testjobs:Numbers", "--param", f"log={workdir.log}")
-    _assert_one_line_error(result, 69, "file is not a database")
+    _assert_one_line_error(result, 2, "file is not a database", "point --store at another file")
+    assert "server" not in result.stderr
     assert store.read_bytes() == b"this is not sqlite" * 100
 
 
-def test_a_json_store_that_is_not_iterctls_exits_69(workdir: Workdir) -> None:
-    """A .json store that does not parse is refused with 69 and left as it was."""
+def test_a_json_store_that_is_not_iterctls_exits_2(workdir: Workdir) -> None:
+    """A .json store that does not parse is refused with 2 and left as it was."""
     store = workdir.path / "jobs.json"
     store.write_text("{not json")
     result = workdir.run("status", "--store", str(store))
-    _assert_one_line_error(result, 69, "not an iterctl JSON store")
+    _assert_one_line_error(result, 2, "not an iterctl JSON store")
     assert store.read_text() == "{not json"
 
 
-def test_a_store_in_a_missing_folder_exits_69_saying_so(workdir: Workdir) -> None:
-    """`run` with sqlite:///missing/x.db names the folder to create."""
-    result = workdir.run("run", "testjobs:Numbers", "--store", "sqlite:///missing/x.db")
-    _assert_one_line_error(result, 69, "'missing' does not exist")
+@pytest.mark.parametrize("store", ["sqlite:///missing/x.db", "missing/x.db", "missing/x.json"])
+def test_a_store_in_a_missing_folder_exits_2_saying_so(workdir: Workdir, store: str) -> None:
+    """A store whose folder does not exist needs a person to create it: exit 2 (not 69,
+    which Kubernetes would retry in vain), naming the folder."""
+    result = workdir.run("run", "testjobs:Numbers", "--store", store)
+    _assert_one_line_error(result, 2, "'missing' does not exist")
+
+
+@pytest.mark.parametrize("store", ["adir.db", "adir.json", "sqlite:///adir.db"])
+def test_a_folder_where_the_store_file_should_be_exits_2(workdir: Workdir, store: str) -> None:
+    """A directory in place of the store file: exit 2, one line that says so."""
+    (workdir.path / "adir.db").mkdir()
+    (workdir.path / "adir.json").mkdir()
+    result = workdir.run("run", "testjobs:Numbers", "--store", store)
+    _assert_one_line_error(result, 2, "is a folder", "give the path of a file in it")
+
+
+@pytest.mark.parametrize("name", ["jobs.db", "x.sqlite", "x.sqlite3"])
+def test_paths_ending_in_db_sqlite_sqlite3_are_sqlite_stores(workdir: Workdir, name: str) -> None:
+    """`--store jobs.db` is the SQLite file jobs.db, as sqlite:///jobs.db is."""
+    log = f"log={workdir.log}"
+    ran = workdir.run(
+        "run", "testjobs:Numbers", "--job-id", "p", "--param", "count=3", "--param", log,
+        "--store", name,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    with sqlite3.connect(workdir.path / name) as db:
+        assert db.execute("SELECT job_id, processed FROM iterctl_jobs").fetchall() == [("p", 3)]
+    assert workdir.status("p", "--store", f"sqlite:///{name}")["status"] == "succeeded"
 
 
 def test_store_files_are_private_to_their_owner(workdir: Workdir) -> None:
@@ -165,11 +193,17 @@ def test_status_before_any_run_lists_nothing_and_creates_no_store(workdir: Workd
     assert not (workdir.path / "iterctl.db").exists()
 
 
-def test_a_broken_job_module_is_the_jobs_error_with_its_traceback(workdir: Workdir) -> None:
-    """An exception while importing the job module is the job's code: exit 1, traceback."""
+def test_a_broken_job_module_exits_2_showing_only_its_own_frames(workdir: Workdir) -> None:
+    """An exception while importing the job module is bad input (exit 2, CONTRACT §3):
+    the module's own frames, then one iterctl line; no iterctl, typer or importlib frames."""
     (workdir.path / "broken.py").write_text("import iterctl\nraise RuntimeError('bad module')\n")
     result = workdir.run("run", "broken:Job")
-    assert result.returncode == 1
-    assert "Traceback" in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert 'broken.py", line 2' in result.stderr
     assert "RuntimeError: bad module" in result.stderr
+    for foreign in ("importlib", "typer", "click", "iterctl/"):
+        assert foreign not in result.stderr.replace("import iterctl", ""), result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("iterctl: cannot import the job module 'broken'"), last
+    assert len(result.stderr.strip().splitlines()) <= 6, result.stderr
     assert not Path(workdir.path / "iterctl.db").exists()

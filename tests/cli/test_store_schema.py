@@ -61,14 +61,15 @@ def test_a_schema_1_store_resumes_with_concurrency_and_keeps_it(workdir: Workdir
     assert (status["processed"], status["concurrency"]) == (100, 4)
 
 
-def test_a_store_from_a_newer_iterctl_is_refused_with_69(workdir: Workdir) -> None:
-    """Schema 99: iterctl says to upgrade itself, exits 69 and changes nothing."""
+def test_a_store_from_a_newer_iterctl_is_refused_with_2(workdir: Workdir) -> None:
+    """Schema 99: iterctl says to upgrade itself, exits 2 (a person must upgrade it; a
+    retry cannot help) and changes nothing."""
     store = workdir.path / "new.db"
     with sqlite3.connect(store) as db:
         db.executescript(_SCHEMA_1.replace("VALUES (1)", "VALUES (99)"))
     before = store.read_bytes()
     result = workdir.run("status", "--store", f"sqlite:///{store}")
-    assert result.returncode == 69
+    assert result.returncode == 2
     assert "written by a newer iterctl" in result.stderr
     assert "Traceback" not in result.stderr
     assert store.read_bytes() == before

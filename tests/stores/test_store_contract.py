@@ -18,6 +18,7 @@ from iterctl.errors import (
     JobHeldError,
     LostHoldError,
     StoreUnavailableError,
+    StoreUnusableError,
     UsageError,
 )
 from iterctl.stores import Checkpoint, Status, Store, open_store
@@ -359,39 +360,41 @@ def test_a_hold_is_freed_when_its_process_is_killed(process_stores: StoreUnderTe
 # -- stores that cannot be opened ----------------------------------------------------
 
 
-def test_a_sqlite_store_in_a_missing_folder_is_unavailable(tmp_path: Path) -> None:
-    """A SQLite path whose folder does not exist is StoreUnavailableError, and no folder
-    is created."""
+def test_a_sqlite_store_in_a_missing_folder_is_unusable(tmp_path: Path) -> None:
+    """A SQLite path whose folder does not exist is StoreUnusableError (a person must
+    create it: exit 2, not 69), and no folder is created."""
     missing = tmp_path / "nowhere"
 
-    with pytest.raises(StoreUnavailableError, match="does not exist"):
+    with pytest.raises(StoreUnusableError, match="does not exist"):
         open_store(f"sqlite:///{missing / 'iterctl.db'}")
 
     assert not missing.exists()
 
 
-def test_a_file_that_is_not_a_database_is_unavailable_and_left_unchanged(
+def test_a_file_that_is_not_a_database_is_unusable_and_left_unchanged(
     tmp_path: Path,
 ) -> None:
-    """Pointing --store at a file that is not SQLite is refused without touching it."""
+    """Pointing --store at a file that is not SQLite is refused (exit 2) without touching
+    it, and the message says what the file is rather than blaming a server."""
     path = tmp_path / "notes.db"
     content = b"these are my notes, not a database\n" * 200
     path.write_bytes(content)
 
-    with pytest.raises(StoreUnavailableError):
+    with pytest.raises(StoreUnusableError, match="not an SQLite database") as refused:
         open_store(f"sqlite:///{path}")
 
+    assert "server" not in str(refused.value)
     assert path.read_bytes() == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.db"]
 
 
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"jobs": 3}'])
-def test_a_corrupt_json_store_is_unavailable(tmp_path: Path, content: str) -> None:
-    """A .json store that is not an iterctl document is StoreUnavailableError."""
+def test_a_corrupt_json_store_is_unusable(tmp_path: Path, content: str) -> None:
+    """A .json store that is not an iterctl document is StoreUnusableError (exit 2)."""
     path = tmp_path / "iterctl.json"
     path.write_text(content)
 
-    with pytest.raises(StoreUnavailableError, match="not an iterctl JSON store"):
+    with pytest.raises(StoreUnusableError, match="not an iterctl JSON store"):
         open_store(str(path))
 
     assert path.read_text() == content
@@ -428,8 +431,8 @@ def test_store_files_are_readable_by_their_owner_only(tmp_path: Path, kind: str)
     modes = {
         str(path.relative_to(tmp_path)): path.stat().st_mode & 0o777 for path in tmp_path.rglob("*")
     }
-    store.close()
     expected = {name: (0o700 if (tmp_path / name).is_dir() else 0o600) for name in modes}
+    store.close()
     assert modes == expected
 
 
