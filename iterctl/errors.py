@@ -71,6 +71,7 @@ class StoreUnusableError(UsageError):
 _PASSING_ERRNOS = frozenset(
     {
         errno.ENOSPC,
+        errno.EFBIG,  # a file-size limit reached: as a full disk, it may pass
         errno.EDQUOT,
         errno.EIO,
         errno.EAGAIN,

@@ -340,3 +340,88 @@ class CoupledCounter(Job):
         if not (self.params.get("fail_once") and marker.exists()):
             marker.touch()
             raise RuntimeError(message)
+
+
+class CustomBaseError(BaseException):
+    """A BaseException that is neither SystemExit nor KeyboardInterrupt."""
+
+
+_RAISABLE: dict[str, BaseException] = {
+    "exit0": SystemExit(0),
+    "exit3": SystemExit(3),
+    "keyboard": KeyboardInterrupt(),
+    "generator": GeneratorExit(),
+    "custom": CustomBaseError("custom base error"),
+}
+
+
+class RaisesBase(Hooks):
+    """Hooks that raises `raise` (a key of _RAISABLE) at item `at`."""
+
+    def each_iteration(self, item: int) -> None:
+        if str(item) == self.params.get("at"):
+            raise _RAISABLE[self.params["raise"]]
+        super().each_iteration(item)
+
+
+class HookRaises(Hooks):
+    """Hooks whose hook named by `hook` raises RuntimeError."""
+
+    def on_error(self, error: BaseException) -> None:
+        super().on_error(error)
+        if self.params.get("hook") == "on_error":
+            raise RuntimeError("on_error is broken too")
+
+    def on_shutdown(self) -> None:
+        super().on_shutdown()
+        if self.params.get("hook") == "on_shutdown":
+            raise RuntimeError("on_shutdown is broken")
+
+
+class SlowStart(Numbers):
+    """Numbers whose enumerator takes `build_delay` seconds to build."""
+
+    def build_enumerator(self, cursor: int | None) -> Iterator[tuple[int, int]]:
+        time.sleep(float(self.params.get("build_delay", "1")))
+        return super().build_enumerator(cursor)
+
+
+class BadLastCursor(Hooks):
+    """Hooks whose last item's cursor is a set, not a JSON value."""
+
+    def build_enumerator(self, cursor: Any) -> Iterator[tuple[int, Any]]:
+        count = int(self.params.get("count", "50"))
+        start = 0 if cursor is None else cursor + 1
+        for n in range(start, count):
+            yield n, (n if n < count - 1 else {n})
+
+
+class Odd(Job):
+    """A job that misbehaves as `odd` says: build returns None/int, count a str/negative,
+    cursors of `digits` digits or nested `depth` deep, or of `size` characters."""
+
+    def build_enumerator(self, cursor: Any) -> Any:
+        odd = self.params["odd"]
+        if odd == "build-none":
+            return None
+        if odd == "build-int":
+            return 42
+        if odd == "digits":
+            return iter([(1, 10 ** int(self.params["digits"]))])
+        if odd == "depth":
+            deep: list[Any] = []
+            for _ in range(int(self.params["depth"])):
+                deep = [deep]
+            return iter([(1, deep)])
+        if odd == "size":
+            return iter([(1, "x" * int(self.params["size"]))])
+        return iter([(1, 1)])
+
+    def count(self) -> Any:
+        odd = self.params["odd"]
+        return {"count-str": "many", "count-negative": -5}.get(odd)
+
+    def each_iteration(self, item: int) -> None:
+        if self.params["odd"] == "long-error":
+            raise RuntimeError("e" * int(self.params["size"]))
+        _append(self.params["log"], f"item {item}")
