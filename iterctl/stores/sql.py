@@ -213,12 +213,13 @@ _SECRET_KEY = re.compile(r"pass|pwd|secret|token|key", re.IGNORECASE)
 def shown_url(url: URL) -> str:
     """``url`` as messages may show it: its password and every secret query value hidden."""
     query = {key: "***" if _SECRET_KEY.search(key) else value for key, value in url.query.items()}
-    return url.set(query=query).render_as_string(hide_password=True)
+    shown = url.set(query=query).render_as_string(hide_password=True)
+    return shown.replace("%2A%2A%2A", "***")
 
 
 def shown_unparsed(text: str) -> str:
     """A URL that did not parse, with whatever looks like a password hidden."""
-    text = re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", text)
+    text = re.sub(r"(^|//)([^/@:]*:)[^/@]*@", r"\1\2***@", text)
     return re.sub(
         r"([?&][^=&]*(?:pass|pwd|secret|token|key)[^=&]*=)[^&]*",
         r"\1***",
