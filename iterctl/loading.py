@@ -147,7 +147,8 @@ def _own_frames(error: BaseException) -> str:
     ]
     text = "".join(traceback.format_exception_only(error))
     if frames:
-        text = "Traceback (most recent call last):\n" + "".join(traceback.format_list(frames)) + text
+        stack = "".join(traceback.format_list(frames))
+        text = f"Traceback (most recent call last):\n{stack}{text}"
     return text
 
 

@@ -378,7 +378,7 @@ def test_tampered_sqlite_rows_are_one_line_and_exit_2(
     """SQLite rows edited by hand: one line naming the field, exit 2, no traceback."""
     assert workdir.run(*_numbers(workdir, "rec", "--param", "count=2")).returncode == 0
     with sqlite3.connect(workdir.path / "iterctl.db") as db:
-        db.execute(f"UPDATE iterctl_jobs SET {column} = ?", (value,))  # noqa: S608 - test
+        db.execute(f"UPDATE iterctl_jobs SET {column} = ?", (value,))
     for args in (["status"], ["status", "rec"], ["resume", "rec"]):
         _one_line(workdir.run(*args), 2, "damaged record (job id 'rec')", fragment)
 
