@@ -8,8 +8,10 @@
 
 The cursor is the byte offset just after the row: an int, so rows zip with their offsets
 in C (no Python frame per row) and resume is one seek. A resumed run refuses a file that is
-now shorter than the offset, or has no line start at the offset: it has changed, and seeking
-into it would skip or repeat rows. (Size and mtime are not kept in the cursor: a list per
+now shorter than the offset, or has no line start at the offset (between the \r and \n
+of a CRLF included): it has changed, and seeking into it would skip or repeat rows. A run
+also refuses (exit 2, never "succeeded") a file that shrinks while it is read, or that
+another file replaced by the time its end is reached. (Size and mtime are not kept in the cursor: a list per
 row would cost a third of the loop; an appended file is fine.) Pass ``count=True`` for a
 total: it streams the file once more, so it is opt-in. The encoding must be
 ASCII-compatible (UTF-8, Latin-1, ...). For
@@ -69,7 +71,9 @@ def _start_offset(path: Path, cursor: Cursor, what: str) -> int | None:
     elif cursor > 0:
         with path.open("rb") as f:
             f.seek(cursor - 1)
-            if f.read(1) not in (b"\n", b"\r"):
+            around = f.read(2)
+            # Between the \r and the \n of a CRLF is not a line start either.
+            if around[:1] not in (b"\n", b"\r") or around == b"\r\n":
                 problem = f"the saved offset {cursor} is not at the start of a line"
     if problem is not None:
         raise ChangedFileError(
@@ -77,6 +81,30 @@ def _start_offset(path: Path, cursor: Cursor, what: str) -> int | None:
             "file, or start a new job id to read this one from the start"
         )
     return cursor
+
+
+def _check_unchanged(f: IO[bytes], opened: os.stat_result, *, last: bool) -> None:
+    """Refuse a file that changed under the run: now shorter than when it was opened, or,
+    at its end, no longer the file at its path (another file was renamed over it).
+
+    Rows appended meanwhile are fine. One fstat per block: nothing next to the read.
+    """
+    now = os.fstat(f.fileno())
+    problem = None
+    if now.st_size < opened.st_size:
+        problem = f"it shrank from {opened.st_size:,} to {now.st_size:,} bytes while being read"
+    elif last:
+        try:
+            at_path = os.stat(f.name)
+        except OSError:
+            at_path = None
+        if at_path is None or (at_path.st_dev, at_path.st_ino) != (now.st_dev, now.st_ino):
+            problem = "another file replaced it while it was being read"
+    if problem is not None:
+        raise ChangedFileError(
+            f"{f.name} changed during the run: {problem} — the rows read may not be the "
+            "file's; restore it and resume, or start a new job id to read the new file"
+        )
 
 
 def _skip_bom(f: IO[bytes]) -> int:
@@ -91,9 +119,11 @@ def _line_blocks(
     f.seek(start)
     position, carry = start, b""
     left = -1 if stop is None else stop - start  # bytes still to read; -1: to the end
+    opened = os.fstat(f.fileno())
     while True:
         block = f.read(BLOCK_SIZE if left < 0 else min(BLOCK_SIZE, left))
         left -= len(block) if left >= 0 else 0
+        _check_unchanged(f, opened, last=not block)
         if not block:
             if carry:
                 yield carry, [carry.decode(encoding)], [position, position + len(carry)]

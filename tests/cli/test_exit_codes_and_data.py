@@ -238,3 +238,45 @@ def test_the_signal_handlers_go_in_before_any_of_iterctls_own_imports(workdir: W
     ]  # fmt: skip
     heavy = {"typing", "dataclasses", "json", "pydantic", "typer", "rich", "iterctl.job"}
     assert heavy.isdisjoint(before), before
+
+
+# -- 7. a file changed under a running file enumerator -----------------------------------------
+
+
+@pytest.mark.parametrize("how", ["truncate", "rename"])
+def test_a_csv_file_rewritten_during_the_run_is_refused_not_succeeded(
+    workdir: Workdir, how: str
+) -> None:
+    """50,000 rows, rewritten with 100 rows at row 10 (in place, or by a rename over it):
+    the run refuses with exit 2 and the job is marked failed — it never 'succeeds'."""
+    data = workdir.path / "rows.csv"
+    data.write_text("n\n" + "".join(f"{i}\n" for i in range(50_000)))
+    result = workdir.run(
+        "run", "testjobs:CsvNumbers", "--job-id", "csv", "--param", f"log={workdir.log}",
+        "--param", f"file={data}", "--param", "rewrite_at=10", "--param", f"how={how}",
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-800:]
+    assert "changed during the run" in result.stderr
+    assert workdir.status("csv")["status"] == "failed"
+
+
+def test_a_resume_offset_between_cr_and_lf_is_refused(workdir: Workdir) -> None:
+    """A CRLF file stopped mid-way, then one byte put in front of it: the saved offset
+    falls between a \\r and its \\n; the resume refuses (exit 2) instead of reading a
+    phantom empty row."""
+    data = workdir.path / "rows.csv"
+    data.write_bytes(b"n\r\n" + b"".join(b"%d\r\n" % i for i in range(200)))
+    command = [
+        "run", "testjobs:CsvNumbers", "--job-id", "crlf", "--param", f"log={workdir.log}",
+        "--param", f"file={data}", "--param", "delay=0.01", "--checkpoint-interval", "0",
+    ]  # fmt: skip
+    process = workdir.start(*command)
+    workdir.wait_items(5, process)
+    process.send_signal(signal.SIGTERM)
+    assert workdir.finish(process).returncode == 75
+    data.write_bytes(b"x" + data.read_bytes())
+
+    resumed = workdir.run(*command)
+    assert resumed.returncode == 2, resumed.stderr
+    assert "not at the start of a line" in resumed.stderr
+    assert "item " not in "".join(workdir.lines()[len(workdir.items()):])

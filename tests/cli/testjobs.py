@@ -425,3 +425,26 @@ class Odd(Job):
         if self.params["odd"] == "long-error":
             raise RuntimeError("e" * int(self.params["size"]))
         _append(self.params["log"], f"item {item}")
+
+
+class CsvNumbers(Job):
+    """Rows of the CSV `file` (column n); at row `rewrite_at` the job itself rewrites the
+    file with 100 rows, in place (`how=truncate`) or by renaming a new file over it."""
+
+    def build_enumerator(self, cursor: Any) -> Any:
+        from iterctl.enumerators.files import csv_rows
+
+        return csv_rows(self.params["file"], cursor=cursor)
+
+    def each_iteration(self, row: dict[str, str]) -> None:
+        if row["n"] == self.params.get("rewrite_at"):
+            target = Path(self.params["file"])
+            fresh = "n\n" + "".join(f"{i}\n" for i in range(100))
+            if self.params.get("how") == "rename":
+                temp = target.with_name("new.csv")
+                temp.write_text(fresh)
+                os.replace(temp, target)
+            else:
+                target.write_text(fresh)
+        time.sleep(float(self.params.get("delay", "0")))
+        _append(self.params["log"], f"item {row['n']}")
