@@ -8,11 +8,12 @@
 
 The cursor is the byte offset just after the row: an int, so rows zip with their offsets
 in C (no Python frame per row) and resume is one seek. A resumed run refuses a file that is
-now shorter than the offset, or has no line start at the offset (between the \r and \n
-of a CRLF included): it has changed, and seeking into it would skip or repeat rows. A run
+now shorter than the offset, or has no line start at the offset (between the CR and LF of
+a line end included): it has changed, and seeking into it would skip or repeat rows. A run
 also refuses (exit 2, never "succeeded") a file that shrinks while it is read, or that
-another file replaced by the time its end is reached. (Size and mtime are not kept in the cursor: a list per
-row would cost a third of the loop; an appended file is fine.) Pass ``count=True`` for a
+another file replaced by the time its end is reached; rows appended meanwhile are fine.
+(Size and mtime are not kept in the cursor: a list per row would cost a third of the
+loop.) Pass ``count=True`` for a
 total: it streams the file once more, so it is opt-in. The encoding must be
 ASCII-compatible (UTF-8, Latin-1, ...). For
 ``--partitions N`` a file splits into N byte ranges of near-equal size, each starting on a row.

@@ -79,7 +79,9 @@ class JsonFileStore:
                 "of a file in it, e.g. --store state/iterctl.json"
             ) from None
         except OSError as error:
-            raise store_os_error(error, f"read the store {self.display_name}", _fix(error)) from None
+            raise store_os_error(
+                error, f"read the store {self.display_name}", _fix(error)
+            ) from None
         try:
             document = json.loads(raw)
             if not isinstance(document, dict) or not isinstance(document.get("jobs"), dict):
@@ -105,7 +107,9 @@ class JsonFileStore:
         try:
             self._write_lock.take(f"the write lock of the store {self.display_name}")
         except OSError as error:
-            raise store_os_error(error, f"write the store {self.display_name}", _fix(error)) from None
+            raise store_os_error(
+                error, f"write the store {self.display_name}", _fix(error)
+            ) from None
         try:
             document = self._read()
             yield document
