@@ -11,7 +11,7 @@ import pytest
 
 from iterctl import Job
 from iterctl.errors import UsageError
-from iterctl.loading import load_job_class
+from iterctl.loading import JobImportError, load_job_class
 
 WriteModule = Callable[[str], str]
 
@@ -137,22 +137,42 @@ def test_a_job_without_a_required_method_is_refused_when_loaded(
         load_job_class(f"{name}:{class_name}")
 
 
-def test_a_missing_third_party_import_inside_the_job_module_propagates(
+def test_a_missing_third_party_import_inside_the_job_module_is_an_import_error(
     job_module: WriteModule,
 ) -> None:
-    """When the job's module imports something not installed, that is the job's error:
-    ModuleNotFoundError for that module is raised again, not turned into a usage error."""
+    """When the job's module imports something not installed, the module cannot load:
+    JobImportError (exit 2, CONTRACT §3) naming what is missing, with the module's own
+    frame kept for the person who must fix it, and no iterctl or importlib frames."""
     name = job_module("import not_installed_dependency_xyz\n")
 
-    with pytest.raises(ModuleNotFoundError) as raised:
+    with pytest.raises(
+        JobImportError, match="No module named 'not_installed_dependency_xyz'"
+    ) as raised:
         load_job_class(f"{name}:Count")
 
-    assert raised.value.name == "not_installed_dependency_xyz"
+    assert raised.value.exit_code == 2
+    assert f'{name}.py", line 1, in <module>' in raised.value.details
+    assert "importlib" not in raised.value.details
+    assert "iterctl" not in raised.value.details
 
 
-def test_an_error_raised_by_the_module_itself_propagates(job_module: WriteModule) -> None:
-    """Any other exception while the module runs is the job's own, and keeps its type."""
-    name = job_module("raise RuntimeError('bad config')\n")
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        ("raise RuntimeError('bad config')\n", "RuntimeError: bad config"),
+        ("import sys\nsys.exit(0)\n", "SystemExit: 0"),
+        ("def broken(:\n", "SyntaxError"),
+    ],
+)
+def test_an_error_raised_by_the_module_itself_is_an_import_error(
+    job_module: WriteModule, source: str, shown: str
+) -> None:
+    """Whatever the module raises as it runs (sys.exit included) is JobImportError, whose
+    message and details show what the module raised, and where."""
+    name = job_module(source)
 
-    with pytest.raises(RuntimeError, match="bad config"):
+    with pytest.raises(JobImportError, match=shown) as raised:
         load_job_class(f"{name}:Count")
+
+    assert shown in raised.value.details
+    assert f"{name}.py" in raised.value.details
