@@ -293,7 +293,11 @@ class SqlStore:
         elif url.get_backend_name() == "postgresql":
             connect_args["connect_timeout"] = 5
             # Bound every statement's wait for a lock another session holds.
-            connect_args["options"] = f"-c lock_timeout={int(STORE_WAIT_SECONDS * 1000)}"
+            # (Added to the URL's own ?options=…, which connect_args would otherwise replace.)
+            given = url.query.get("options", "")
+            given = given if isinstance(given, str) else " ".join(given)
+            bound = f"-c lock_timeout={int(STORE_WAIT_SECONDS * 1000)}"
+            connect_args["options"] = f"{given} {bound}".strip()
         elif url.get_backend_name() in ("mysql", "mariadb"):
             # connect_timeout covers the TCP connect only: a server that accepts and then
             # never sends its greeting needs the read timeout too.
