@@ -75,8 +75,8 @@ class JsonFileStore:
             return {"iterctl_schema": SCHEMA_VERSION, "jobs": {}}
         except IsADirectoryError:
             raise StoreUnusableError(
-                f"cannot read the store {self.display_name}: it is a folder — give the path "
-                "of a file in it, e.g. --store state/iterctl.json"
+                f"cannot read the store {self.display_name}: Is a directory — "
+                "--store must name a file, not a folder"
             ) from None
         except OSError as error:
             raise store_os_error(

@@ -344,8 +344,8 @@ class SqlStore:
             )
         if path.is_dir():
             raise StoreUnusableError(
-                f"cannot open the store {self.display_name}: {database} is a folder — give "
-                "the path of a file in it, e.g. sqlite:///state/iterctl.db"
+                f"cannot open the store {self.display_name}: {database} is a directory — "
+                "--store must name a file, not a folder"
             )
         if self._read_only:
             return

@@ -156,7 +156,7 @@ def test_a_folder_where_the_store_file_should_be_exits_2(workdir: Workdir, store
     (workdir.path / "adir.db").mkdir()
     (workdir.path / "adir.json").mkdir()
     result = workdir.run("run", "testjobs:Numbers", "--store", store)
-    _assert_one_line_error(result, 2, "is a folder", "give the path of a file in it")
+    _assert_one_line_error(result, 2, "--store must name a file, not a folder")
 
 
 @pytest.mark.parametrize("name", ["jobs.db", "x.sqlite", "x.sqlite3"])
