@@ -292,12 +292,12 @@ def test_a_quick_second_ctrl_c_never_breaks_the_store_nor_over_counts(
         workdir, "twice", "--param", "count=1000000", "--checkpoint-interval", "0",
         "--store", store,
     )  # fmt: skip
-    stops = 8
+    stops = 5
     for n in range(stops):
         process = workdir.start(*command)
         workdir.wait_items(3, process)
         process.send_signal(signal.SIGINT)
-        time.sleep(0.0005 * n)  # the second one at a different moment each time
+        time.sleep(0.001 * n)  # the second one at a different moment each time
         process.send_signal(signal.SIGINT)
         result = workdir.finish(process)
         assert result.returncode == 75, result.stderr
