@@ -29,7 +29,7 @@ from iterctl.loading import load_job_class
 from iterctl.params import build_params
 from iterctl.retrying import attempts_of, policy_of, retrying_each
 from iterctl.runner import Outcome, RunResult, listener_of
-from iterctl.stopping import StopNow, StopToken
+from iterctl.stopping import StopNow, StopToken, StopWaiting
 from iterctl.stores import DEFAULT_STORE
 from iterctl.stores.base import Checkpoint, FailureRecord, Hold, JobRecord, Status, Store
 
@@ -139,7 +139,8 @@ class _Rerun:
 
     def _retry(self, record: FailureRecord, each: Any) -> None:
         before = decode_cursor(record.cursor_before_json)
-        pair = self._first_pair(before)
+        with self._token.interrupting():  # the job's code: a second SIGINT may stop it
+            pair = self._first_pair(before)
         if pair is None or encode_cursor(pair[1], self._name) != record.cursor_json:
             self._write(resolved=(record.cursor_json,))
             self._tally.gone += 1
@@ -147,10 +148,13 @@ class _Rerun:
             self._say("gone", record, f"is gone: after cursor {before!r} the job yields {found}")
             return
         try:
-            done = each(pair[0])
-            if inspect.isawaitable(done):  # an async def each_iteration
-                asyncio.run(_awaited(done))
-        except Exception as error:  # noqa: BLE001 - the job's own code: kept in the record
+            with self._token.interrupting():
+                done = each(pair[0])
+                if inspect.isawaitable(done):  # an async def each_iteration
+                    asyncio.run(_awaited(done))
+        except (StopNow, StopWaiting):
+            raise
+        except BaseException as error:  # noqa: BLE001 - the job's own code: kept in the record
             attempts = record.attempts + attempts_of(error)
             again = failure_record(pair[0], pair[1], before, error, attempts, self._name)
             self._write(failures=(replace(again, partition=record.partition),))
