@@ -19,7 +19,7 @@ import stat
 from contextlib import suppress
 from pathlib import Path
 
-from iterctl.errors import JobHeldError, StoreUnusableError
+from iterctl.errors import JobHeldError, StoreUnusableError, store_os_error
 from iterctl.stopping import wait_until
 
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -88,6 +88,8 @@ class FileHolds:
                 taken = lock.try_take()
             except FileNotFoundError:
                 continue  # the folder was removed by a process letting its last hold go
+            except OSError as error:
+                raise store_os_error(error, f"lock job {job_id} in {self._dir}") from None
             if not taken:
                 raise JobHeldError(
                     f"job {job_id} is already running ({lock.last_holder}) — wait for it "
@@ -118,6 +120,8 @@ def safe_folder(folder: Path) -> None:
         return
     except FileExistsError:
         pass
+    except OSError as error:
+        raise store_os_error(error, f"make the folder {folder}") from None
     info = os.lstat(folder)
     problem = None
     if stat.S_ISLNK(info.st_mode):
