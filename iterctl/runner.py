@@ -708,7 +708,11 @@ class Runner:
         self._job.on_complete()
         self._checkpoint(cursor, processed, Status.SUCCEEDED)
         # Whoever completes the last partition runs on_all_complete: the store decides.
-        if self._store.claim_all_complete(self._hold.job_id):
+        try:
+            claimed = self._store.claim_all_complete(self._hold.job_id)
+        except StopWaiting:
+            claimed = False  # stopped while connecting: the next start of any part claims it
+        if claimed:
             self._call_hook(self._job.on_all_complete)
         return self._finish(Outcome.SUCCEEDED, cursor, processed)
 

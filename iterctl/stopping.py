@@ -145,6 +145,10 @@ def wait_until(
     from iterctl.errors import StoreUnavailableError
 
     limit = STORE_WAIT_SECONDS if timeout is None else timeout
+    # The first try is no wait: a stop signal then only raises the flag, as anywhere else,
+    # so the run's own stop (its final checkpoint) is not cut short by it.
+    if attempt():
+        return
     start = time.monotonic()
     told = False
     with interruptible_wait():

@@ -12,7 +12,7 @@ import json
 import os
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -437,7 +437,8 @@ class SqlStore:
     def _connect(self) -> Iterator[Connection]:
         """A connection whose database errors become one line: exit 69, nothing changed."""
         with self._connect_errors():
-            with interruptible_wait():  # a stop signal may end the wait for a server
+            # A stop signal may end the wait for a server (a local SQLite file is no wait).
+            with nullcontext() if self._dialect == "sqlite" else interruptible_wait():
                 conn = self._engine.connect()
             with conn:
                 yield conn

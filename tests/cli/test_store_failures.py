@@ -90,7 +90,7 @@ def test_a_dropped_store_session_stops_the_run_within_a_second_with_75(
     result = workdir.finish(process, timeout=15)
 
     assert result.returncode == 75, result.stderr
-    assert "(lost hold)" in result.stderr
+    assert "lost its database session" in result.stderr
     # About one hold check's worth of items (2 ms each) at most, not an interval's.
     assert len(workdir.items()) - done_at_kill < 1500
     status = workdir.status(job_id, "--store", store_url)
