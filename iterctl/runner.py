@@ -241,7 +241,7 @@ class Runner:
 
     # -- the run ----------------------------------------------------------------------
 
-    def run(self) -> RunResult:
+    def run(self) -> RunResult:  # noqa: PLR0912 - the loop stays inline (per-item cost)
         """Process items until done or told to stop; always leave the store consistent."""
         # A done set left by a concurrent run must be honoured even at --concurrency 1.
         if self.concurrency > 1 or self._async or self._saved_done_json is not None:
@@ -805,7 +805,7 @@ class Runner:
             self._resume_command(),
             self._saved_failed,
             self._command("failures", partition=False),
-            tuple(self._hook_errors),
+            hook_errors=tuple(self._hook_errors),
         )
         self._reporter.finished(result)
         return result
