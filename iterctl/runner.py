@@ -351,7 +351,7 @@ class Runner:
         else:
             job.on_resume()
         enumerator = job.build_enumerator(cursor)
-        if not hasattr(enumerator, "__iter__"):
+        if not (hasattr(enumerator, "__iter__") or hasattr(enumerator, "__aiter__")):
             raise UsageError(
                 f"{self._name}.build_enumerator returned {type(enumerator).__name__}, not an "
                 f"iterable of (item, cursor) pairs — {_HOW_TO_PAIR}"
