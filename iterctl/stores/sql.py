@@ -170,7 +170,7 @@ _MIGRATIONS: dict[int, list[tuple[str, tuple[str, ...] | None]]] = {
     2: [
         (
             "ALTER TABLE iterctl_jobs MODIFY job_id VARCHAR(128) COLLATE utf8mb4_bin NOT NULL,"
-            " MODIFY params LONGTEXT NOT NULL, MODIFY cursor LONGTEXT, MODIFY error LONGTEXT,"
+            " MODIFY params LONGTEXT NOT NULL, MODIFY `cursor` LONGTEXT, MODIFY error LONGTEXT,"
             " MODIFY bounds LONGTEXT",
             _MYSQL,
         ),
