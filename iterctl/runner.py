@@ -470,6 +470,7 @@ class Runner:
             checkpoint_interval=self._settings.checkpoint_interval,
             progress_interval=self._settings.progress_interval,
             max_runtime=self._settings.max_runtime,
+            hold_check_interval=HOLD_CHECK_INTERVAL,
         )
         token = self._token
         try:
@@ -495,7 +496,10 @@ class Runner:
             return self._stopped_now()
         except JobCancelledError:  # the items in flight have finished: save them, then stop
             return self._stop(window.watermark, self._processed, "cancelled")
-        except Exception as error:  # noqa: BLE001 - sorted out by _ended_by
+        except StopWaiting as stopped:
+            reason = f"{stopped.reason} while waiting for the store"
+            return self._finish(Outcome.STOPPED, window.watermark, self._processed, reason)
+        except BaseException as error:  # noqa: BLE001 - whatever the job raises is its failure
             return self._ended_by(error, window.watermark, self._processed)
 
     def _thread_loop(self, enumerator: Any) -> None:
@@ -666,6 +670,10 @@ class Runner:
         if token.progress_due:
             token.progress_due = False
             self._reporter.progress(self._processed, self._total, window.watermark)
+        if token.hold_check_due:
+            token.hold_check_due = False
+            with token.shielded():
+                self._store.check_hold(self._hold)  # LostHoldError once a session dropped
         return token.reason is not None
 
     def _tend_quietly(self) -> bool:

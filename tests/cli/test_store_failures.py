@@ -71,16 +71,18 @@ def _kill_lock_session(store_url: str, job_id: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.parametrize("concurrency", ["1", "4"])
 def test_a_dropped_store_session_stops_the_run_within_a_second_with_75(
-    workdir: Workdir, store_url: str
+    workdir: Workdir, store_url: str, concurrency: str
 ) -> None:
     """Killing the runner's database session (its lock dies with it) makes the run stop
     within about a second — not at its next checkpoint, 30 s away — save nothing more,
-    and exit 75 (a failover must not count against backoffLimit)."""
+    and exit 75 (a failover must not count against backoffLimit); with items in flight
+    too."""
     job_id = f"drop-{uuid.uuid4().hex[:8]}"
     process = workdir.start(*_numbers(
         workdir, job_id, "--store", store_url, "--param", "count=1000000",
-        "--param", "delay=0.002", "--checkpoint-interval", "30",
+        "--param", "delay=0.002", "--checkpoint-interval", "30", "--concurrency", concurrency,
     ))  # fmt: skip
     workdir.wait_items(20, process)
     saved = workdir.status(job_id, "--store", store_url)["processed"]
@@ -92,7 +94,7 @@ def test_a_dropped_store_session_stops_the_run_within_a_second_with_75(
     assert result.returncode == 75, result.stderr
     assert "lost its database session" in result.stderr
     # About one hold check's worth of items (2 ms each) at most, not an interval's.
-    assert len(workdir.items()) - done_at_kill < 1500
+    assert len(workdir.items()) - done_at_kill < 1500 * int(concurrency)
     status = workdir.status(job_id, "--store", store_url)
     assert status["processed"] == saved  # nothing saved after the session dropped
 
