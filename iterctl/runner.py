@@ -26,6 +26,7 @@ from iterctl.errors import (
     StoreUnavailableError,
 )
 from iterctl.job import Job
+from iterctl.runstats import RunStats
 from iterctl.stopping import StopNow, StopToken, Ticker
 from iterctl.stores import DEFAULT_STORE
 from iterctl.stores.base import Checkpoint, Hold, JobRecord, Status, Store
@@ -54,6 +55,8 @@ class RunSettings:
     checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     max_runtime: float | None = None
+    #: Serve Prometheus metrics on this port while the run lasts (--metrics-port).
+    metrics_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class RunResult:
     partition: str | None = None
     #: The command that carries this job on from where it stopped.
     resume_command: str = ""
+    #: Seconds since the last saved checkpoint as the run ended (None: none saved).
+    checkpoint_age: float | None = None
 
     @property
     def exit_code(self) -> ExitCode:
@@ -112,6 +117,7 @@ class Runner:
         reporter: Reporter,
         settings: RunSettings,
         first_run: bool,
+        stats: RunStats | None = None,
     ) -> None:
         self._job = job
         self._store = store
@@ -130,6 +136,8 @@ class Runner:
         self._saved_cursor_json = hold.record.cursor_json
         self._saved_processed = hold.record.processed
         self._total: int | None = hold.record.total
+        #: Counts and times for checkpoints, the rate and --metrics-port; never per item.
+        self.stats = stats if stats is not None else RunStats(hold.record)
 
     # -- the run ----------------------------------------------------------------------
 
@@ -152,7 +160,12 @@ class Runner:
                 token = self._token
                 if self._every_item:
                     token.pending = True  # stays raised: _attend checkpoints after each item
+                else:
+                    # Save after the first item too, so that `status` shows the total,
+                    # progress and a rate at once rather than one interval later.
+                    token.checkpoint_due = token.pending = True
                 stop = self._token.requested
+                self.stats.in_flight = 1
                 for item, next_cursor in iterator if not stop else ():
                     each(item)
                     cursor = next_cursor
@@ -227,6 +240,7 @@ class Runner:
             self._checkpoint(cursor, processed, Status.RUNNING)
         if token.progress_due:
             token.progress_due = False
+            self.stats.processed = processed
             self._reporter.progress(processed, self._total, cursor)
         return token.reason is not None
 
@@ -285,6 +299,7 @@ class Runner:
             # A hook that raises is a bug in the job: say so, unless something already did.
             if error is None:
                 outcome, error = Outcome.FAILED, hook_error
+        self.stats.in_flight = 0
         result = RunResult(
             self._hold.job_id,
             outcome,
@@ -294,6 +309,7 @@ class Runner:
             error,
             self._partition_label,
             self._resume_command(),
+            self.stats.checkpoint_age(),
         )
         self._reporter.finished(result)
         return result
@@ -317,10 +333,21 @@ class Runner:
     def _write(
         self, cursor_json: str | None, processed: int, status: Status, error: str | None
     ) -> None:
-        self._store.checkpoint(
-            self._hold,
-            Checkpoint(cursor_json, processed, status, total=self._total, error=error),
+        stats = self.stats
+        now = stats.now()  # at checkpoint time only: never per item
+        rate = stats.sample(now, processed)
+        checkpoint = Checkpoint(
+            cursor_json,
+            processed,
+            status,
+            total=self._total,
+            error=error,
+            elapsed=stats.elapsed(now),
+            rate=rate,
         )
+        self._store.checkpoint(self._hold, checkpoint)
+        stats.checkpointed(now, stats.now())
+        stats.total = self._total
         self._saved_cursor_json = cursor_json
         self._saved_processed = processed
 

@@ -11,7 +11,7 @@ import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 
 from iterctl.errors import (
     JobCancelledError,
+    JobHeldError,
     LostHoldError,
     StoreUnavailableError,
     UsageError,
@@ -29,10 +30,18 @@ from iterctl.stores.base import (
     Hold,
     JobRecord,
     Records,
+    RunEnd,
+    RunOutcome,
+    RunRecord,
+    Runs,
     Status,
     acquired,
     checkpointed,
+    ended_run,
     hold_name,
+    new_run,
+    progressed_run,
+    started_runs,
     utc_now,
 )
 from iterctl.stores.file_hold import FileHolds
@@ -174,6 +183,9 @@ class JsonFileStore:
                     return Hold(job_id, before.fence, before, partition)
                 after = acquired(before)
                 _put(document, after)
+                runs = document.setdefault("runs", {})
+                started = started_runs(_runs_in(document, name), new_run(before, after.fence))
+                runs[name] = [_raw_run(run) for run in started]
         except BaseException:
             self._holds.drop(name)
             raise
@@ -190,6 +202,7 @@ class JsonFileStore:
                 )
             cancelled = current.status is Status.CANCELLED
             _put(document, checkpointed(current, checkpoint))
+            _update_run(document, hold, lambda run: progressed_run(run, hold, checkpoint))
         if cancelled:
             raise JobCancelledError(f"job {hold.job_id} was cancelled")
 
@@ -207,8 +220,68 @@ class JsonFileStore:
                     _put(document, cancelled)
             return _record(document["jobs"][job_id])
 
+    def end_run(self, hold: Hold, end: RunEnd) -> None:
+        with self._update() as document:
+            _update_run(document, hold, lambda run: ended_run(run, end, hold.record.processed))
+
+    def runs(self, job_id: str, limit: int | None = None) -> Runs:
+        document = self._read()
+        runs = [
+            run
+            for name in document.get("runs", {})
+            for run in _runs_in(document, name)
+            if run.job_id == job_id
+        ]
+        runs.sort(key=lambda r: (r.started_at, r.partition), reverse=True)
+        return runs[:limit]
+
+    def live_holds(self, names: Collection[str]) -> set[str]:
+        return self._holds.held(names)
+
+    def delete(self, job_id: str) -> int:
+        names: Sequence[str] = [record.hold_name for record in self.partitions(job_id)]
+        taken: set[str] = set()
+        try:
+            for name in names:
+                self._holds.take(name)  # refuses (JobHeldError) while a process runs it
+                taken.add(name)
+            with self._update() as document:
+                for name in names:
+                    document["jobs"].pop(name, None)
+                    document.get("runs", {}).pop(name, None)
+            for name in names:
+                self._holds.remove(name)
+        except JobHeldError as held:
+            raise JobHeldError(f"{held} (nothing was deleted)") from None
+        finally:
+            for name in taken:
+                self._holds.drop(name)
+        return len(names)
+
     def close(self) -> None:
         self._holds.drop_all()
+
+
+def _runs_in(document: Document, name: str) -> list[RunRecord]:
+    return [_run(raw) for raw in document.get("runs", {}).get(name, [])]
+
+
+def _update_run(document: Document, hold: Hold, change: Callable[[RunRecord], RunRecord]) -> None:
+    name = hold_name(hold.job_id, hold.partition)
+    runs = _runs_in(document, name)
+    if runs:
+        changed = [change(run) if run.fence == hold.fence else run for run in runs]
+        document["runs"][name] = [_raw_run(run) for run in changed]
+
+
+def _raw_run(run: RunRecord) -> dict[str, Any]:
+    raw = asdict(run)
+    raw["outcome"] = run.outcome.value
+    return raw
+
+
+def _run(raw: dict[str, Any]) -> RunRecord:
+    return RunRecord(**{**raw, "outcome": RunOutcome(raw["outcome"])})
 
 
 def _put(document: Document, record: JobRecord) -> None:

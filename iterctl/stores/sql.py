@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,14 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    delete,
     event,
     func,
     insert,
+    literal,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy import exc as sa_exc
@@ -49,12 +52,19 @@ from iterctl.errors import (
 )
 from iterctl.stores.base import (
     RESUMABLE,
+    RUNS_KEPT,
     Checkpoint,
     Hold,
     JobRecord,
     Records,
+    RunEnd,
+    RunOutcome,
+    RunRecord,
+    Runs,
     Status,
+    ended_run,
     hold_name,
+    new_run,
     utc_now,
 )
 from iterctl.stores.file_hold import FileHolds, holder_name
@@ -419,6 +429,7 @@ class SqlStore:
                 )
                 if result.rowcount != 1:
                     raise LostHoldError(f"job {job_id} was taken over while starting — retry")
+                _start_run(conn, new_run(before, before.fence + 1))
                 conn.commit()
         except BaseException:
             self._drop_lock(name)
@@ -444,6 +455,7 @@ class SqlStore:
                 .values({**progress, **_status_change(checkpoint)})
             )
             if result.rowcount == 1:
+                _note_run_progress(conn, hold, checkpoint)
                 conn.commit()
                 return
             # Either the job was cancelled or another process took it over: find out which.
@@ -457,6 +469,7 @@ class SqlStore:
                     "this one stopped without saving"
                 )
             conn.execute(update(jobs_table).where(*fenced).values(progress))
+            _note_run_progress(conn, hold, checkpoint)
             conn.commit()
         raise JobCancelledError(f"job {hold.job_id} was cancelled")
 
@@ -474,6 +487,105 @@ class SqlStore:
 
     def release(self, hold: Hold) -> None:
         self._drop_lock(hold_name(hold.job_id, hold.partition))
+
+    # -- runs, holds seen from outside, deletion ----------------------------------------
+
+    def end_run(self, hold: Hold, end: RunEnd) -> None:
+        start = RunRecord(hold.job_id, hold.partition, hold.fence, "", 0, None, "")
+        ended = ended_run(start, end, hold.record.processed)
+        with self._session_of(hold) as conn:
+            conn.execute(
+                update(runs_table)
+                .where(_run_of(hold))
+                .values(
+                    ended_at=ended.ended_at,
+                    outcome=ended.outcome.value,
+                    exit_code=ended.exit_code,
+                    reason=ended.reason,
+                    items=ended.items,
+                    cursor_end=ended.cursor_end_json,
+                )
+            )
+            conn.commit()
+
+    def runs(self, job_id: str, limit: int | None = None) -> Runs:
+        query = (
+            select(runs_table)
+            .where(runs_table.c.job_id == job_id)
+            .order_by(runs_table.c.started_at.desc(), runs_table.c.partition_index.desc())
+            .limit(limit)
+        )
+        with self._connect() as conn:
+            return [_run(row) for row in conn.execute(query).mappings()]
+
+    def live_holds(self, names: Collection[str]) -> set[str]:
+        if not names:
+            return set()
+        if self._file_holds is not None:
+            return self._file_holds.held(names)
+        with self._connect() as conn:
+            if self._dialect == "postgresql":
+                return _pg_live(conn, names)
+            return _mysql_live(conn, names)
+
+    def delete(self, job_id: str) -> int:
+        names: Sequence[str] = [record.hold_name for record in self.partitions(job_id)]
+        session = self._lock_all(names)  # refuses, deleting nothing, while one is held
+        try:
+            with self._connect() as conn:
+                for table in (failures_table, runs_table, jobs_table):
+                    conn.execute(delete(table).where(table.c.job_id == job_id))
+                conn.commit()
+            if self._file_holds is not None:
+                for name in names:
+                    self._file_holds.remove(name)
+        finally:
+            if session is not None:
+                session.invalidate()  # ends the session and every lock it took
+                session.close()
+            elif self._file_holds is not None:
+                for name in names:
+                    self._file_holds.drop(name)
+        return len(names)
+
+    def _lock_all(self, names: Sequence[str]) -> Connection | None:
+        """Take every one of ``names`` (one session for all on a server), or none."""
+        if self._file_holds is not None:
+            taken: set[str] = set()
+            try:
+                for name in names:
+                    self._file_holds.take(name)
+                    taken.add(name)
+            except JobHeldError as held:
+                for name in taken:
+                    self._file_holds.drop(name)
+                raise JobHeldError(f"{held} (nothing was deleted)") from None
+            return None
+        with self._connect_errors():
+            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            for name in names:
+                got = conn.execute(self._lock_statement(), {"key": self._key_of(name)}).scalar()
+                if got != 1 and got is not True:
+                    conn.invalidate()
+                    conn.close()
+                    record = self._record_of(name)
+                    holder = record.holder if record and record.holder else "another process"
+                    raise JobHeldError(
+                        f"job {name} is running ({holder}) — stop it first "
+                        "(SIGTERM its process, or iterctl cancel); nothing was deleted"
+                    )
+        return conn
+
+    def _record_of(self, name: str) -> JobRecord | None:
+        job_id, _, partition = name.partition("@")
+        with self._connect() as conn:
+            row = conn.execute(_by_id(job_id, int(partition or 0))).mappings().first()
+        return None if row is None else _record(row)
+
+    def _key_of(self, name: str) -> int | str:
+        key = _lock_key(name)
+        # GET_LOCK takes a name (64 characters at most), advisory locks a bigint.
+        return key if self._dialect == "postgresql" else _mysql_lock_name(key)
 
     def cancel(self, job_id: str) -> JobRecord:
         with self._connect() as conn:
@@ -508,10 +620,7 @@ class SqlStore:
         # session, so a killed process releases it when its socket closes.
         with self._connect_errors():
             conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            key = _lock_key(job_id)
-            # GET_LOCK takes a name (64 characters at most), advisory locks a bigint.
-            lock_key = key if self._dialect == "postgresql" else f"iterctl:{key:x}"
-            got = conn.execute(self._lock_statement(), {"key": lock_key}).scalar()
+            got = conn.execute(self._lock_statement(), {"key": self._key_of(job_id)}).scalar()
         if got != 1 and got is not True:
             conn.close()
             record = self.get(job_id)
@@ -558,6 +667,111 @@ def _lock_key(job_id: str) -> int:
     """A 64-bit key standing for the job id in the database's lock namespace."""
     digest = hashlib.blake2b(f"iterctl:{job_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def _mysql_lock_name(key: int) -> str:
+    return f"iterctl:{key:x}"
+
+
+def _pg_live(conn: Connection, names: Collection[str]) -> set[str]:
+    """The held ones among ``names``: one read of pg_locks, whatever their number.
+
+    A bigint advisory lock shows as classid (high 32 bits) and objid (low 32 bits)."""
+    rows = conn.execute(
+        text(
+            "SELECT classid::bigint, objid::bigint FROM pg_locks "
+            "WHERE locktype = 'advisory' AND objsubid = 1 AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    )
+    held = set()
+    for high, low in rows:
+        key = (high << 32) | low
+        held.add(key - (1 << 64) if key >= 1 << 63 else key)
+    return {name for name in names if _lock_key(name) in held}
+
+
+def _mysql_live(conn: Connection, names: Collection[str]) -> set[str]:
+    """The held ones among ``names``: one query of IS_USED_LOCK over all of them."""
+    ordered = list(names)
+    keys = union_all(
+        *(
+            select(literal(i).label("i"), literal(_mysql_lock_name(_lock_key(name))).label("k"))
+            for i, name in enumerate(ordered)
+        )
+    ).subquery()
+    query = select(keys.c.i).where(func.IS_USED_LOCK(keys.c.k).is_not(None))
+    return {ordered[i] for (i,) in conn.execute(query)}
+
+
+def _start_run(conn: Connection, run: RunRecord) -> None:
+    """In the acquisition's transaction: runs left open by a dead process are lost; this
+    run begins; only the newest RUNS_KEPT of the partition stay."""
+    of_partition = (runs_table.c.job_id == run.job_id) & (
+        runs_table.c.partition_index == run.partition
+    )
+    conn.execute(
+        update(runs_table)
+        .where(of_partition, runs_table.c.ended_at.is_(None))
+        .values(outcome=RunOutcome.LOST.value)
+    )
+    conn.execute(
+        delete(runs_table).where(of_partition, runs_table.c.fence <= run.fence - RUNS_KEPT)
+    )
+    conn.execute(
+        insert(runs_table).values(
+            job_id=run.job_id,
+            partition_index=run.partition,
+            fence=run.fence,
+            host=run.host,
+            pid=run.pid,
+            pod=run.pod,
+            started_at=run.started_at,
+            outcome=run.outcome.value,
+            items=0,
+            cursor_start=run.cursor_start_json,
+            cursor_end=run.cursor_end_json,
+        )
+    )
+
+
+def _run_of(hold: Hold) -> Any:
+    return (
+        (runs_table.c.job_id == hold.job_id)
+        & (runs_table.c.partition_index == hold.partition)
+        & (runs_table.c.fence == hold.fence)
+    )
+
+
+def _note_run_progress(conn: Connection, hold: Hold, checkpoint: Checkpoint) -> None:
+    """The run's items and cursor as of this checkpoint: what a lost run is remembered by."""
+    conn.execute(
+        update(runs_table)
+        .where(_run_of(hold))
+        .values(
+            items=max(0, checkpoint.processed - hold.record.processed),
+            cursor_end=checkpoint.cursor_json,
+        )
+    )
+
+
+def _run(row: Any) -> RunRecord:
+    return RunRecord(
+        job_id=row["job_id"],
+        partition=row["partition_index"],
+        fence=row["fence"],
+        host=row["host"],
+        pid=row["pid"],
+        pod=row["pod"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        outcome=RunOutcome(row["outcome"]),
+        exit_code=row["exit_code"],
+        reason=row["reason"],
+        items=row["items"],
+        cursor_start_json=row["cursor_start"],
+        cursor_end_json=row["cursor_end"],
+    )
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
