@@ -69,12 +69,14 @@ def test_a_run_row_per_acquisition_with_its_end(stores: StoreUnderTest) -> None:
     assert (oldest.outcome, oldest.exit_code, oldest.reason, oldest.items) == (
         RunOutcome.STOPPED, 75, "SIGTERM", 7,
     )  # fmt: skip
-    assert oldest.ended_at is not None and oldest.cursor_start_json is None
+    assert oldest.ended_at is not None
+    assert oldest.cursor_start_json is None
     assert (newest.fence, newest.outcome, newest.items, newest.cursor_start_json) == (
         2, RunOutcome.SUCCEEDED, 3, "6",
     )  # fmt: skip
     saved = store.get(record.job_id)
-    assert saved is not None and (saved.elapsed, saved.rate) == (2.5, 2.0)
+    assert saved is not None
+    assert (saved.elapsed, saved.rate) == (2.5, 2.0)
     assert len(store.runs(record.job_id, limit=1)) == 1
 
 
@@ -116,7 +118,8 @@ def test_a_crash_loop_keeps_only_the_newest_runs(stores: StoreUnderTest, runs: i
     assert [run.fence for run in kept] == list(range(runs, runs - RUNS_KEPT, -1))
     assert {run.outcome for run in kept[1:]} == {RunOutcome.LOST}
     saved = store.get(record.job_id)
-    assert saved is not None and saved.times_interrupted == runs - 1
+    assert saved is not None
+    assert saved.times_interrupted == runs - 1
 
 
 def _acquire_soon(store: Store, job_id: str) -> Hold:
@@ -142,7 +145,7 @@ def test_delete_is_refused_while_held_and_then_removes_every_row(stores: StoreUn
     other = new_record()
     runner.create(other)
     hold = runner.acquire(job_id, 1)
-    with pytest.raises(JobHeldError, match="nothing was deleted|running"):
+    with pytest.raises(JobHeldError, match=r"running"):
         operator.delete(job_id)
     assert len(operator.partitions(job_id)) == 3
     runner.end_run(hold, RunEnd(RunOutcome.STOPPED, 75, "SIGTERM", 0, None))
