@@ -335,33 +335,51 @@ def _note(job: dict[str, Any]) -> str:
     return "; ".join(notes)
 
 
-def status_table(jobs: list[dict[str, Any]], *, title: str | None = None) -> Any:
-    """The `status` table: a row per job id. Ids are never cut; long cells end in '…'."""
+def status_table(jobs: list[dict[str, Any]], *, width: int = 100, title: str | None = None) -> Any:
+    """The `status` table: a row per job id, fitted to ``width`` columns.
+
+    Ids, statuses and numbers are never cut (the id is what people copy into `resume`);
+    only the job's name, the cursor and the note give way, ending in '…'. Columns that
+    are empty in every row (no rate when nothing runs) are left out.
+    """
     from rich import box
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, title=title, pad_edge=False)
-    widest = max((len(job["job_id"]) for job in jobs), default=8)
-    # The job id is what people copy into `resume`: never cut it.
-    table.add_column("job id", no_wrap=True, min_width=max(6, widest))
-    for name, justify, limit in _STATUS_COLUMNS:
-        table.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", max_width=limit)
-    for job in jobs:
-        table.add_row(*_status_cells(job), style=_STYLES.get(job["status"]))
+    rows = [_status_cells(job) for job in jobs]
+    shown = [
+        i for i, (name, _j, _share) in enumerate(_STATUS_COLUMNS)
+        if name in ("job id", "status") or any(row[i] for row in rows)
+    ]  # fmt: skip
+    widths = {i: max([len(_STATUS_COLUMNS[i][0]), *(len(row[i]) for row in rows)]) for i in shown}
+    fixed = sum(widths[i] for i in shown if _STATUS_COLUMNS[i][2] is None)
+    room = max(0, width - fixed - 2 * (len(shown) - 1))  # two spaces between columns
+    for i in shown:
+        share = _STATUS_COLUMNS[i][2]
+        if share is not None:
+            widths[i] = max(1, min(widths[i], int(room * share)))
+    table = Table(box=box.SIMPLE_HEAD, title=title, pad_edge=False, collapse_padding=True)
+    for i in shown:
+        name, justify, _share = _STATUS_COLUMNS[i]
+        table.add_column(name, justify=justify, no_wrap=True, width=widths[i], overflow="ellipsis")
+    for job, row in zip(jobs, rows, strict=True):
+        table.add_row(
+            *(_ellipsis(row[i], widths[i]) for i in shown), style=_STYLES.get(job["status"])
+        )
     return table
 
 
-#: (heading, justify, max width) of each column after the job id.
-_STATUS_COLUMNS: list[tuple[str, Any, int | None]] = [
-    ("job", "left", 28),
+#: (heading, justify, share of the room left, or None for "never cut") of each column.
+_STATUS_COLUMNS: list[tuple[str, Any, float | None]] = [
+    ("job id", "left", None),
+    ("job", "left", 0.3),
     ("status", "left", None),
     ("done", "right", None),
     ("%", "right", None),
     ("rate", "right", None),
     ("ETA", "right", None),
     ("elapsed", "right", None),
-    ("cursor", "left", 24),
-    ("note", "left", None),
+    ("cursor", "left", 0.2),
+    ("note", "left", 0.5),
 ]
 
 _STYLES = {"failed": "red", "cancelled": "dim", "succeeded": "green"}
@@ -393,7 +411,7 @@ def print_status_table(jobs: list[dict[str, Any]]) -> None:
     if not jobs:
         console.print("no jobs in this store yet — start one with: iterctl run MODULE:CLASS")
         return
-    console.print(status_table(jobs))
+    console.print(status_table(jobs, width=console.width))
 
 
 def print_job_detail(job: dict[str, Any], runs: list[dict[str, Any]]) -> None:
@@ -411,7 +429,7 @@ def print_job_detail(job: dict[str, Any], runs: list[dict[str, Any]]) -> None:
     if parts:
         console.print()
         rows = [{**part, "job_id": f"{job['job_id']}@{part['partition']}"} for part in parts]
-        console.print(status_table(rows, title="partitions"))
+        console.print(status_table(rows, width=console.width, title="partitions"))
     if runs:
         console.print()
         console.print(history_table(runs, title="last runs (iterctl history for all)"))
@@ -511,7 +529,8 @@ def watch_status(fetch: Callable[[], list[dict[str, Any]]], wait: Callable[[floa
     def render() -> Any:
         jobs = fetch()
         stamp = utc_now()[:19].replace("T", " ")
-        return status_table(jobs, title=f"iterctl status — {stamp} UTC — Ctrl-C to leave")
+        title = f"iterctl status — {stamp} UTC — Ctrl-C to leave"
+        return status_table(jobs, width=console.width, title=title)
 
     with Live(render(), console=console, auto_refresh=False, screen=False) as live:
         while not wait(WATCH_REFRESH_SECONDS):

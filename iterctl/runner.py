@@ -289,6 +289,7 @@ class Runner:
         reason: str | None = None,
         error: BaseException | None = None,
     ) -> RunResult:
+        self.stats.in_flight = 0
         if outcome is not Outcome.SUCCEEDED:
             # What the store holds is the truth a resume starts from: report that.
             cursor = decode_cursor(self._saved_cursor_json)
@@ -299,7 +300,6 @@ class Runner:
             # A hook that raises is a bug in the job: say so, unless something already did.
             if error is None:
                 outcome, error = Outcome.FAILED, hook_error
-        self.stats.in_flight = 0
         result = RunResult(
             self._hold.job_id,
             outcome,

@@ -314,16 +314,15 @@ def started_runs(runs: list[RunRecord], run: RunRecord) -> list[RunRecord]:
 
 
 def ended_run(run: RunRecord, end: RunEnd, start_processed: int) -> RunRecord:
-    """``run`` with ``end`` applied."""
-    return replace(
-        run,
-        ended_at=utc_now(),
-        outcome=end.outcome,
-        exit_code=end.exit_code,
-        reason=end.reason,
-        items=max(0, end.processed - start_processed),
-        cursor_end_json=end.cursor_json,
+    """``run`` with ``end`` applied. A checkpoint may have saved more than the process
+    knows it saved (one that saved, then said "cancelled"): the run keeps the larger."""
+    ended = replace(
+        run, ended_at=utc_now(), outcome=end.outcome, exit_code=end.exit_code, reason=end.reason
     )
+    items = max(0, end.processed - start_processed)
+    if items < run.items:
+        return ended
+    return replace(ended, items=items, cursor_end_json=end.cursor_json)
 
 
 def progressed_run(run: RunRecord, hold: Hold, checkpoint: Checkpoint) -> RunRecord:

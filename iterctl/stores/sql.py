@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
     create_engine,
     delete,
     event,
@@ -493,6 +494,8 @@ class SqlStore:
     def end_run(self, hold: Hold, end: RunEnd) -> None:
         start = RunRecord(hold.job_id, hold.partition, hold.fence, "", 0, None, "")
         ended = ended_run(start, end, hold.record.processed)
+        # As ended_run says: never fewer items than a checkpoint of this run saved.
+        more = runs_table.c["items"] <= ended.items
         with self._session_of(hold) as conn:
             conn.execute(
                 update(runs_table)
@@ -502,8 +505,8 @@ class SqlStore:
                     outcome=ended.outcome.value,
                     exit_code=ended.exit_code,
                     reason=ended.reason,
-                    items=ended.items,
-                    cursor_end=ended.cursor_end_json,
+                    items=case((more, ended.items), else_=runs_table.c["items"]),
+                    cursor_end=case((more, ended.cursor_end_json), else_=runs_table.c.cursor_end),
                 )
             )
             conn.commit()
