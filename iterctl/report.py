@@ -335,16 +335,15 @@ def _note(job: dict[str, Any]) -> str:
     return "; ".join(notes)
 
 
-def status_table(jobs: list[dict[str, Any]], *, width: int = 100, title: str | None = None) -> Any:
-    """The `status` table: a row per job id, fitted to ``width`` columns.
+def status_lines(jobs: list[dict[str, Any]], *, width: int = 100) -> list[tuple[str, str | None]]:
+    """The `status` table as lines (with a style each), fitted to ``width`` columns.
 
     Ids, statuses and numbers are never cut (the id is what people copy into `resume`);
     only the job's name, the cursor and the note give way, ending in '…'. Columns that
-    are empty in every row (no rate when nothing runs) are left out.
+    are empty in every row (no rate when nothing runs) are left out. The widths are
+    worked out once for all rows, then each row is one padded line: a Rich Table would
+    measure every cell again, 3.5 s for 10,000 jobs.
     """
-    from rich import box
-    from rich.table import Table
-
     rows = [_status_cells(job) for job in jobs]
     shown = [
         i for i, (name, _j, _share) in enumerate(_STATUS_COLUMNS)
@@ -352,24 +351,40 @@ def status_table(jobs: list[dict[str, Any]], *, width: int = 100, title: str | N
     ]  # fmt: skip
     widths = {i: max([len(_STATUS_COLUMNS[i][0]), *(len(row[i]) for row in rows)]) for i in shown}
     fixed = sum(widths[i] for i in shown if _STATUS_COLUMNS[i][2] is None)
-    room = max(0, width - fixed - 2 * (len(shown) - 1))  # two spaces between columns
+    room = max(0, width - 2 - fixed - 2 * (len(shown) - 1))  # two spaces between columns
     for i in shown:
         share = _STATUS_COLUMNS[i][2]
         if share is not None:
             widths[i] = max(1, min(widths[i], int(room * share)))
-    table = Table(box=box.SIMPLE_HEAD, title=title, pad_edge=False, collapse_padding=True)
-    for i in shown:
-        name, justify, _share = _STATUS_COLUMNS[i]
-        table.add_column(name, justify=justify, no_wrap=True, width=widths[i], overflow="ellipsis")
-    for job, row in zip(jobs, rows, strict=True):
-        table.add_row(
-            *(_ellipsis(row[i], widths[i]) for i in shown), style=_STYLES.get(job["status"])
-        )
-    return table
+
+    def line(cells: list[str]) -> str:
+        padded = []
+        for i in shown:
+            cell = _ellipsis(cells[i], widths[i])
+            right = _STATUS_COLUMNS[i][1] == "right"
+            padded.append(cell.rjust(widths[i]) if right else cell.ljust(widths[i]))
+        return " " + "  ".join(padded).rstrip()
+
+    header = line([name for name, _j, _s in _STATUS_COLUMNS])
+    lines: list[tuple[str, str | None]] = [(header, "bold"), (" " + "─" * (len(header) - 1), None)]
+    lines += [(line(row), _STYLES.get(job["status"])) for job, row in zip(jobs, rows, strict=True)]
+    return lines
+
+
+def status_text(jobs: list[dict[str, Any]], *, width: int, title: str | None = None) -> Any:
+    """The `status` table as one Rich Text, styled line by line (for a terminal)."""
+    from rich.text import Text
+
+    text = Text(no_wrap=True, overflow="ellipsis")
+    if title:
+        text.append(title + "\n", style="italic")
+    for line, style in status_lines(jobs, width=width):
+        text.append(line + "\n", style=style)
+    return text
 
 
 #: (heading, justify, share of the room left, or None for "never cut") of each column.
-_STATUS_COLUMNS: list[tuple[str, Any, float | None]] = [
+_STATUS_COLUMNS: list[tuple[str, str, float | None]] = [
     ("job id", "left", None),
     ("job", "left", 0.3),
     ("status", "left", None),
@@ -405,13 +420,18 @@ def _status_cells(job: dict[str, Any]) -> list[str]:
     ]
 
 
-def print_status_table(jobs: list[dict[str, Any]]) -> None:
+def print_status_table(jobs: list[dict[str, Any]], console: Console | None = None) -> None:
     """``iterctl status`` for people: a row per job id."""
-    console = _console()
+    console = console if console is not None else _console()
     if not jobs:
         console.print("no jobs in this store yet — start one with: iterctl run MODULE:CLASS")
         return
-    console.print(status_table(jobs, width=console.width))
+    if console.is_terminal:
+        console.print(status_text(jobs, width=console.width))
+    else:  # a pipe: plain lines, no styling to work out
+        console.file.write(
+            "".join(line + "\n" for line, _style in status_lines(jobs, width=console.width))
+        )
 
 
 def print_job_detail(job: dict[str, Any], runs: list[dict[str, Any]]) -> None:
@@ -429,7 +449,7 @@ def print_job_detail(job: dict[str, Any], runs: list[dict[str, Any]]) -> None:
     if parts:
         console.print()
         rows = [{**part, "job_id": f"{job['job_id']}@{part['partition']}"} for part in parts]
-        console.print(status_table(rows, width=console.width, title="partitions"))
+        console.print(status_text(rows, width=console.width, title="partitions"))
     if runs:
         console.print()
         console.print(history_table(runs, title="last runs (iterctl history for all)"))
@@ -530,7 +550,7 @@ def watch_status(fetch: Callable[[], list[dict[str, Any]]], wait: Callable[[floa
         jobs = fetch()
         stamp = utc_now()[:19].replace("T", " ")
         title = f"iterctl status — {stamp} UTC — Ctrl-C to leave"
-        return status_table(jobs, width=console.width, title=title)
+        return status_text(jobs, width=console.width, title=title)
 
     with Live(render(), console=console, auto_refresh=False, screen=False) as live:
         while not wait(WATCH_REFRESH_SECONDS):

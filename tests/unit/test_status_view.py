@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from iterctl.overview import job_overview, record_view
-from iterctl.report import status_table
+from iterctl.report import print_status_table
 from iterctl.stores.base import JobRecord, Status
 
 
@@ -69,7 +69,7 @@ def test_the_table_fits_100_columns_without_cutting_ids() -> None:
     ]
     out = io.StringIO()
     console = Console(file=out, width=100, force_terminal=True, color_system=None)
-    console.print(status_table(jobs, width=100))
+    print_status_table(jobs, console)
     lines = out.getvalue().splitlines()
     assert all(len(line) <= 100 for line in lines)
     (row,) = [line for line in lines if long_id in line]
