@@ -476,13 +476,20 @@ def _detail_fields(job: dict[str, Any]) -> list[tuple[str, str]]:
         ("concurrency", str(job.get("concurrency", 1))),
         ("interrupted", f"{job['times_interrupted']:,} times"),
         ("cursor", json.dumps(job["cursor"]) if not job.get("partitions") else "one per partition"),
-        ("holder", job.get("holder") or "—"),
+        ("holder", _holder(job)),
         ("created", job["created_at"]),
         ("updated", job["updated_at"]),
     ]
     if job.get("error"):
         fields.append(("error", job["error"]))
     return fields
+
+
+def _holder(job: dict[str, Any]) -> str:
+    holder = job.get("holder") or "—"
+    if job.get("holder_gone"):
+        return f"{holder} (gone)"
+    return holder if job["status"] == "running" else f"{holder} (last)"
 
 
 def history_table(runs: list[dict[str, Any]], *, title: str | None = None) -> Any:

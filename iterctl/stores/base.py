@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 from iterctl.cursor import decode_cursor
-from iterctl.errors import UsageError
+from iterctl.errors import JobHeldError, UsageError
 from iterctl.stores.file_hold import holder_name
 
 
@@ -329,6 +329,15 @@ def progressed_run(run: RunRecord, hold: Hold, checkpoint: Checkpoint) -> RunRec
     """``run`` as of one of its checkpoints: what a lost run is remembered by."""
     items = max(0, checkpoint.processed - hold.record.processed)
     return replace(run, items=items, cursor_end_json=checkpoint.cursor_json)
+
+
+def delete_refused(name: str, holder: str | None) -> JobHeldError:
+    """The refusal of ``delete`` while ``name`` is held (exit 75)."""
+    job_id = name.partition("@")[0]
+    return JobHeldError(
+        f"job {name} is running ({holder or 'another process'}) — stop it first (SIGTERM "
+        f"its process, or `iterctl cancel {job_id}`), then delete; nothing was deleted"
+    )
 
 
 def as_seen(run: RunRecord, live: Collection[str]) -> RunRecord:

@@ -37,6 +37,7 @@ from iterctl.stores.base import (
     Status,
     acquired,
     checkpointed,
+    delete_refused,
     ended_run,
     hold_name,
     new_run,
@@ -239,20 +240,22 @@ class JsonFileStore:
         return self._holds.held(names)
 
     def delete(self, job_id: str) -> int:
-        names: Sequence[str] = [record.hold_name for record in self.partitions(job_id)]
+        records = self.partitions(job_id)
+        names: Sequence[str] = [record.hold_name for record in records]
         taken: set[str] = set()
         try:
-            for name in names:
-                self._holds.take(name)  # refuses (JobHeldError) while a process runs it
-                taken.add(name)
+            for record in records:
+                try:
+                    self._holds.take(record.hold_name)
+                except JobHeldError:
+                    raise delete_refused(record.hold_name, record.holder) from None
+                taken.add(record.hold_name)
             with self._update() as document:
                 for name in names:
                     document["jobs"].pop(name, None)
                     document.get("runs", {}).pop(name, None)
             for name in names:
                 self._holds.remove(name)
-        except JobHeldError as held:
-            raise JobHeldError(f"{held} (nothing was deleted)") from None
         finally:
             for name in taken:
                 self._holds.drop(name)

@@ -19,6 +19,7 @@ from iterctl.stores.base import (
     Status,
     acquired,
     checkpointed,
+    delete_refused,
     ended_run,
     hold_name,
     new_run,
@@ -129,10 +130,9 @@ class MemoryStore:
     def delete(self, job_id: str) -> int:
         with self._lock:
             names = [name for name, r in self._records.items() if r.job_id == job_id]
-            busy = self._held.intersection(names)
+            busy = sorted(self._held.intersection(names))
             if busy:
-                holder = self._records[sorted(busy)[0]].holder
-                raise JobHeldError(f"job {job_id} is running ({holder}) — stop it first")
+                raise delete_refused(busy[0], self._records[busy[0]].holder)
             for name in names:
                 del self._records[name]
                 self._runs.pop(name, None)

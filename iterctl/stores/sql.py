@@ -63,6 +63,7 @@ from iterctl.stores.base import (
     RunRecord,
     Runs,
     Status,
+    delete_refused,
     ended_run,
     hold_name,
     new_run,
@@ -559,10 +560,11 @@ class SqlStore:
                 for name in names:
                     self._file_holds.take(name)
                     taken.add(name)
-            except JobHeldError as held:
-                for name in taken:
-                    self._file_holds.drop(name)
-                raise JobHeldError(f"{held} (nothing was deleted)") from None
+            except JobHeldError:
+                for taken_name in taken:
+                    self._file_holds.drop(taken_name)
+                record = self._record_of(name)
+                raise delete_refused(name, record.holder if record else None) from None
             return None
         with self._connect_errors():
             conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -572,11 +574,7 @@ class SqlStore:
                     conn.invalidate()
                     conn.close()
                     record = self._record_of(name)
-                    holder = record.holder if record and record.holder else "another process"
-                    raise JobHeldError(
-                        f"job {name} is running ({holder}) — stop it first "
-                        "(SIGTERM its process, or iterctl cancel); nothing was deleted"
-                    )
+                    raise delete_refused(name, record.holder if record else None)
         return conn
 
     def _record_of(self, name: str) -> JobRecord | None:
