@@ -11,21 +11,24 @@ import os
 import sys
 from collections.abc import Callable
 from enum import StrEnum
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn
 
 import typer
+import typer.core
 
 from iterctl.errors import ExitCode, IterctlError, NoStoreError
 from iterctl.params import parse_param_pairs
 from iterctl.runner import (
     DEFAULT_CHECKPOINT_INTERVAL,
     DEFAULT_PROGRESS_INTERVAL,
-    Reporter,
     RunResult,
     RunSettings,
 )
-from iterctl.stopping import StopToken, signals_stop
+from iterctl.stopping import SignalWatcher, StopToken, signals_stop
 from iterctl.stores.base import Status, Store
+
+if TYPE_CHECKING:  # report loads rich; the CLI imports it only where it prints
+    from iterctl.report import BarReporter, LineReporter
 
 app = typer.Typer(
     name="iterctl",
@@ -34,7 +37,33 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        from importlib.metadata import version
+
+        sys.stdout.write(f"iterctl {version('iterctl')}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print iterctl's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Run long batch jobs that stop between two items and resume after the last one done."""
+
 
 #: Where Kubernetes reads a container's termination message from, by default.
 KUBERNETES_TERMINATION_LOG = "/dev/termination-log"
@@ -115,6 +144,17 @@ MetricsPortOption = Annotated[
         show_default=False,
     ),
 ]
+LimitOption = Annotated[
+    int | None,
+    typer.Option(
+        "--limit",
+        envvar="ITERCTL_LIMIT",
+        min=1,
+        help="Process at most N items in this run, then stop as a resumable stop does "
+        "(checkpoint, exit 75). Default: no limit.",
+        show_default=False,
+    ),
+]
 PartitionOption = Annotated[
     int | None,
     typer.Option(
@@ -128,7 +168,28 @@ PartitionOption = Annotated[
 ]
 
 
-@app.command()
+class _RunCommand(typer.core.TyperCommand):
+    """`run`: `--help` after MODULE:CLASS also shows the job's docstring and params."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if set(args) & set(ctx.help_option_names):
+            try:  # only to find MODULE:CLASS; the real parse below reports any error
+                found, _rest, _order = self.make_parser(ctx).parse_args(args=list(args))
+            except typer.TyperException:
+                found = {}
+            ctx.meta["iterctl.job"] = found.get("job")
+        return super().parse_args(ctx, args)
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        super().format_help(ctx, formatter)
+        job = ctx.meta.get("iterctl.job")
+        if job:
+            from iterctl.describing import describe_job
+
+            formatter.write(f"\nThe job {describe_job(job)}\n")
+
+
+@app.command(cls=_RunCommand)
 def run(
     job: Annotated[str, typer.Argument(metavar="MODULE:CLASS", help="The Job class to run.")],
     job_id: Annotated[
@@ -154,6 +215,7 @@ def run(
     checkpoint_interval: CheckpointOption = DEFAULT_CHECKPOINT_INTERVAL,
     max_runtime: MaxRuntimeOption = None,
     progress_interval: ProgressOption = DEFAULT_PROGRESS_INTERVAL,
+    limit: LimitOption = None,
     log_format: LogFormatOption = LogFormat.TEXT,
     termination_log: TerminationLogOption = None,
     partitions: Annotated[
@@ -181,14 +243,15 @@ def run(
             settings=settings,
             token=token,
             reporter=reporter,
-            announce_id=_announce_id,
+            announce_id=_announcer(reporter),
             partitions=partitions,
             partition=partition,
         ),
         log_format=log_format,
-        pacing=(checkpoint_interval, progress_interval, max_runtime),
+        pacing=Pacing(checkpoint_interval, progress_interval, max_runtime, limit),
         termination_log=termination_log,
         metrics_port=metrics_port,
+        job_id=job_id,
     )
 
 
@@ -199,6 +262,7 @@ def resume(
     checkpoint_interval: CheckpointOption = DEFAULT_CHECKPOINT_INTERVAL,
     max_runtime: MaxRuntimeOption = None,
     progress_interval: ProgressOption = DEFAULT_PROGRESS_INTERVAL,
+    limit: LimitOption = None,
     log_format: LogFormatOption = LogFormat.TEXT,
     termination_log: TerminationLogOption = None,
     partition: PartitionOption = None,
@@ -217,9 +281,10 @@ def resume(
             partition=partition,
         ),
         log_format=log_format,
-        pacing=(checkpoint_interval, progress_interval, max_runtime),
+        pacing=Pacing(checkpoint_interval, progress_interval, max_runtime, limit),
         termination_log=termination_log,
         metrics_port=metrics_port,
+        job_id=job_id,
     )
 
 
@@ -374,40 +439,123 @@ def cancel(
         _say(f"job {job_id} already {record.status.value}; nothing to cancel")
 
 
+@app.command()
+def check(
+    job: Annotated[str, typer.Argument(metavar="MODULE:CLASS", help="The Job class to check.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            envvar="ITERCTL_PARAM",
+            help="A job parameter KEY=VALUE; repeat for more.",
+            show_default=False,
+        ),
+    ] = None,
+    # Defaults live in iterctl.checking (2000 and 50), which loads only when check runs.
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            envvar="ITERCTL_LIMIT",
+            min=1,
+            help="Read the first N pairs of the walk. Default: 2000.",
+            show_default=False,
+        ),
+    ] = None,
+    samples: Annotated[
+        int | None,
+        typer.Option(
+            "--samples",
+            envvar="ITERCTL_SAMPLES",
+            min=1,
+            help="Resume from K cursors: the first, the last and a spread between. Default: 50.",
+            show_default=False,
+        ),
+    ] = None,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            "--partitions",
+            envvar="ITERCTL_PARTITIONS",
+            min=1,
+            help="Also check that P partitions cover the walk once, and resume within bounds.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Check that MODULE:CLASS resumes from its cursors as the contract says, without
+    running each_iteration: exit 0 when it does, 1 when it does not."""
+    from iterctl.checking import check_path
+
+    given = {"limit": limit, "samples": samples, "partitions": partitions}
+    options = {name: value for name, value in given.items() if value is not None}
+    report = check_path(job, parse_param_pairs(param or []), **options)
+    sys.stdout.write("\n".join(report.lines()) + "\n")
+    raise typer.Exit(int(report.exit_code))
+
+
+@app.command()
+def describe(
+    job: Annotated[str, typer.Argument(metavar="MODULE:CLASS", help="The Job class.")],
+) -> None:
+    """Show what MODULE:CLASS does and the --param values it takes."""
+    from iterctl.describing import describe_job
+
+    sys.stdout.write(describe_job(job) + "\n")
+
+
 # -- helpers ----------------------------------------------------------------------------
 
 
+class Pacing(NamedTuple):
+    """The options of `run` and `resume` that say how a run paces and ends itself."""
+
+    checkpoint_interval: float
+    progress_interval: float
+    max_runtime: float | None
+    limit: int | None
+
+
 def _run_and_exit(
-    start: Callable[[StopToken, Reporter, RunSettings], RunResult],
+    start: Callable[[StopToken, LineReporter | BarReporter, RunSettings], RunResult],
     *,
     log_format: LogFormat,
-    pacing: tuple[float, float, float | None],
+    pacing: Pacing,
     termination_log: str | None,
     metrics_port: int | None,
+    job_id: str | None,
 ) -> NoReturn:
     """What `run` and `resume` share: signals, reporter and pacing around the core call."""
     from iterctl.report import make_reporter
 
-    checkpoint_interval, progress_interval, max_runtime = pacing
     token = _process_token
     # Before any job code runs, its import included; kept to the end, as we exit after it.
     with signals_stop(token, restore=False):
-        reporter, bar_interval = make_reporter(log_format.value)
+        reporter, bar_interval = make_reporter(log_format.value, job_id)
         settings = RunSettings(
-            checkpoint_interval=checkpoint_interval,
+            checkpoint_interval=pacing.checkpoint_interval,
             # On a terminal the bar wants a few updates a second, whatever the option says.
-            progress_interval=bar_interval or progress_interval,
-            max_runtime=max_runtime,
+            progress_interval=bar_interval or pacing.progress_interval,
+            max_runtime=pacing.max_runtime,
+            limit=pacing.limit,
             metrics_port=metrics_port,
         )
-        result = start(token, reporter, settings)
+        # The watcher says what each stop signal does, as it arrives (CONTRACT §5).
+        with SignalWatcher(token, reporter.signal_received):
+            result = start(token, reporter, settings)
     _exit_with(result, termination_log)
 
 
-def _announce_id(job_id: str) -> None:
-    """The new job id goes to stdout, so `ID=$(iterctl run …)` works."""
-    sys.stdout.write(job_id + "\n")
-    sys.stdout.flush()
+def _announcer(reporter: LineReporter | BarReporter) -> Callable[[str], None]:
+    """The new job id goes to stdout, so `ID=$(iterctl run …)` works; the reporter learns it
+    too, so that a stop signal before the start line already names the job."""
+
+    def announce(job_id: str) -> None:
+        sys.stdout.write(job_id + "\n")
+        sys.stdout.flush()
+        reporter.job_named(job_id)
+
+    return announce
 
 
 def _say(message: str, **fields: object) -> None:
@@ -416,7 +564,9 @@ def _say(message: str, **fields: object) -> None:
 
         line = json.dumps({"time": utc_now(), "event": "message", "message": message, **fields})
     else:
-        line = f"iterctl: {message}"
+        from iterctl.report import escape_controls
+
+        line = escape_controls(f"iterctl: {message}")
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
 
@@ -489,7 +639,8 @@ def main(token: StopToken | None = None) -> NoReturn:
         else:
             context = getattr(error, "ctx", None)
             where = context.command_path if context is not None else "iterctl"
-            _say(f"{message} — see `{where} --help`", exit_code=int(ExitCode.USAGE))
+            # Click ends its sentences with a period; ours go on: "… — see `… --help`".
+            _say(f"{message.rstrip('.')} — see `{where} --help`", exit_code=int(ExitCode.USAGE))
         code = ExitCode.USAGE
     except typer.Abort:
         code = ExitCode.RESUMABLE

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from iterctl.cursor import decode_cursor, encode_cursor
-from iterctl.errors import IterctlError, JobCancelledError, NoStoreError, UsageError
+from iterctl.errors import IterctlError, JobCancelledError, JobHeldError, NoStoreError, UsageError
 from iterctl.job import Job, Partition
 from iterctl.loading import load_job_class
-from iterctl.params import build_params
+from iterctl.params import build_params, param_values
 from iterctl.runner import Outcome, Reporter, Runner, RunResult, RunSettings
 from iterctl.runstats import RunStats
 from iterctl.stopping import StopToken
@@ -43,18 +44,23 @@ def run_job(
     announce_id: Callable[[str], None],
     partitions: int = 1,
     partition: int | None = None,
+    job_class: type[Job] | None = None,
+    store: Store | None = None,
 ) -> RunResult:
     """``iterctl run``: start a new job id, or carry on with an existing one.
 
     With ``partitions`` > 1 this process runs partition ``partition`` of the job; the
     first process to create the job id computes and stores the plan for all of them.
+    ``job_class`` and ``store``, when given (:mod:`iterctl.testing`), stand for loading
+    ``job_path`` and opening ``store_location``; a store given is left open.
     """
     if job_id is not None:
         check_job_id(job_id)
     index = _check_partition_index(partition, partitions)
-    job_class = load_job_class(job_path)
+    job_class = job_class or load_job_class(job_path)
     params = build_params(job_class, raw_params)
-    store = open_store(store_location)
+    opened = store is None
+    store = open_store(store_location) if store is None else store
     try:
         if job_id is None:
             job_id = f"{job_class.__name__.lower()}-{secrets.token_hex(4)}"
@@ -76,11 +82,12 @@ def run_job(
                 for i, bounds in enumerate(planned)
             ]
             records, _created = store.create_partitions(new)
-        _check_same_job(records[0], job_path, raw_params)
+        _check_same_job(records[0], job_path, job_class, raw_params)
         _check_same_plan(records, partitions)
         return _launch(store, records[index], job_class, params, settings, token, reporter)
     finally:
-        store.close()
+        if opened:
+            store.close()
 
 
 def resume_job(
@@ -91,9 +98,13 @@ def resume_job(
     token: StopToken,
     reporter: Reporter,
     partition: int | None = None,
+    job_class: type[Job] | None = None,
+    store: Store | None = None,
 ) -> RunResult:
-    """``iterctl resume``: carry on with the job and params recorded for ``job_id``."""
-    store = open_store_of(job_id, store_location)
+    """``iterctl resume``: carry on with the job and params recorded for ``job_id``
+    (``job_class`` and ``store`` as for :func:`run_job`)."""
+    opened = store is None
+    store = open_store_of(job_id, store_location) if store is None else store
     try:
         records = store.partitions(job_id)
         if not records:
@@ -104,11 +115,12 @@ def resume_job(
                 f"give the one to resume with --partition I (0 to {records[0].partitions - 1})"
             )
         record = records[_check_partition_index(partition, records[0].partitions)]
-        job_class = load_job_class(record.job)
+        job_class = job_class or load_job_class(record.job)
         params = build_params(job_class, record.params)
         return _launch(store, record, job_class, params, settings, token, reporter)
     finally:
-        store.close()
+        if opened:
+            store.close()
 
 
 def open_store_of(job_id: str, store_location: str | None) -> Store:
@@ -131,13 +143,28 @@ def get_record(store: Store, job_id: str) -> JobRecord:
     return record
 
 
-def _check_same_job(record: JobRecord, job_path: str, raw_params: dict[str, str]) -> None:
-    """Refuse to resume a job id with another class or other params: say what differs."""
+def _check_same_job(
+    record: JobRecord, job_path: str, job_class: type[Job], raw_params: dict[str, str]
+) -> None:
+    """Refuse to resume a job id with another class or other params: say what differs.
+
+    Params are compared as the job would see them (validated by its model, defaults
+    filled in), so ``--param batch=100`` matches a first run that relied on the default 100.
+    """
     differences = []
+    stored_params, given_params = record.params, raw_params
     if record.job != job_path:
         differences.append(f"its job is {record.job}, not {job_path}")
-    for key in sorted(record.params.keys() | raw_params.keys()):
-        stored, given = record.params.get(key), raw_params.get(key)
+    else:
+        # Params stored under an older version of the model may no longer validate: then
+        # the strings are all there is to compare.
+        with suppress(UsageError):
+            stored_params, given_params = (
+                param_values(job_class, record.params),
+                param_values(job_class, raw_params),
+            )
+    for key in sorted(stored_params.keys() | given_params.keys()):
+        stored, given = stored_params.get(key), given_params.get(key)
         if stored != given:
             differences.append(f"param {key}: stored {stored!r}, given {given!r}")
     if differences:
@@ -159,7 +186,7 @@ def _check_partition_index(partition: int | None, partitions: int) -> int:
     if not 0 <= index < partitions:
         raise UsageError(
             f"partition {index} does not exist: a job of {partitions} partitions has "
-            f"partitions 0 to {partitions - 1}"
+            f"partitions 0 to {partitions - 1} — give --partition 0 to {partitions - 1}"
         )
     return index
 
@@ -206,7 +233,7 @@ def _launch(
     if done is not None:
         _finish_all_complete(store, job)
         return done
-    hold = store.acquire(record.job_id, record.partition)
+    hold = _acquire(store, record)
     stop_metrics = None
     try:
         done = _already_ended(hold.record)  # it may have ended while we took the hold
@@ -265,6 +292,23 @@ def _record_run_end(store: Store, hold: Hold, result: RunResult, job: str) -> No
         store.end_run(hold, end)
     except IterctlError:
         pass
+
+
+def _acquire(store: Store, record: JobRecord) -> Hold:
+    """Take the hold; a partition that another process runs is named as a partition."""
+    try:
+        return store.acquire(record.job_id, record.partition)
+    except JobHeldError:
+        if record.partitions == 1:
+            raise
+        # The holder wrote its name into the record when it took the hold.
+        current = store.partitions(record.job_id)[record.partition]
+        holder = current.holder or "another process"
+        raise JobHeldError(
+            f"partition {record.partition} of job {record.job_id} is already running "
+            f"({holder}) — wait for it to stop, or run another of its {record.partitions} "
+            "partitions (--partition I); this process changed nothing"
+        ) from None
 
 
 def _finish_all_complete(store: Store, job: Job) -> None:

@@ -37,6 +37,20 @@ def build_params(job_class: type[Job], raw: dict[str, str]) -> Any:
         raise UsageError(_describe_invalid(job_class, error)) from None
 
 
+def param_values(job_class: type[Job], raw: dict[str, str]) -> dict[str, Any]:
+    """The values the job would see, for comparing two sets of ``--param`` strings.
+
+    With a model, ``batch=100`` and ``batch=0100`` are the same setting, and so is leaving
+    ``batch`` out when the model's default is 100. Raw strings are compared otherwise.
+    """
+    params = build_params(job_class, raw)
+    dump = getattr(params, "model_dump", None)
+    if job_class.Params is None or dump is None:
+        return dict(raw)
+    values: dict[str, Any] = dump(mode="json")
+    return values
+
+
 def _refuse_unknown(job_class: type[Job], model: Any, raw: dict[str, str]) -> None:
     """A typo'd --param would otherwise be dropped without a word; the model says what exists.
 

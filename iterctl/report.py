@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 # rich is imported where used: a run off a terminal (Kubernetes logs) writes plain lines
@@ -63,6 +66,64 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s"
 
 
+def _took(seconds: float) -> str:
+    """How long a run took: tenths of a second under a minute, else as ``_duration``."""
+    return f"{seconds:.1f}s" if seconds < 60 else _duration(seconds)
+
+
+def _clock_time(seconds: float) -> str:
+    """``MM:SS``, or ``H:MM:SS`` from an hour on: the bar's times, as tqdm shows them."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def rate_text(rate: float) -> str:
+    """Items per second, or seconds per item when items take longer than a second each."""
+    if 0 < rate < 1:
+        return f"{1 / rate:,.1f} s/item"
+    return f"{rate:,.1f} items/s"
+
+
+#: Control characters (C0, DEL, C1) and the Unicode line separators some log viewers break on.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: The short forms JSON writes; every other control character becomes ``\uXXXX``.
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters written as JSON writes them (``\\n``, ``\\u001b``).
+
+    Messages carry text iterctl does not choose (an exception's message, a job path), and a
+    log is read line by line: a newline in them could forge a line such as ``iterctl: job x
+    succeeded``, and an escape code would reach the reader's terminal.
+    """
+    return _CONTROL.sub(lambda found: _SHORT_ESCAPES.get(found[0], f"\\u{ord(found[0]):04x}"), text)
+
+
+def job_traceback(error: BaseException) -> str:
+    """The traceback of the job's own exception, its messages escaped (see escape_controls).
+
+    It is the one output of several lines (CONTRACT §3); with its messages escaped, none of
+    those lines can pass for one of iterctl's. Chained and grouped exceptions included.
+    """
+    shown = traceback.TracebackException.from_exception(error)
+    pending, seen = [shown], set()
+    while pending:
+        part = pending.pop()
+        if id(part) in seen:
+            continue
+        seen.add(id(part))
+        # The message as traceback will print it; there is no public way to set it.
+        part._str = escape_controls(part._str)  # type: ignore[attr-defined]
+        notes = getattr(part, "__notes__", None)
+        if isinstance(notes, list):
+            part.__notes__ = [escape_controls(str(note)) for note in notes]
+        pending.extend(p for p in (part.__cause__, part.__context__) if p is not None)
+        pending.extend(part.exceptions or ())
+    return "".join(shown.format())
+
+
 class Stream(Protocol):
     """Where lines go: a text file such as sys.stderr, or a console."""
 
@@ -80,15 +141,20 @@ class LineReporter:
         *,
         log_format: str = "text",
         clock: Callable[[], float] = time.monotonic,
+        job_id: str = "",
     ) -> None:
         self._stream: Stream = stream if stream is not None else sys.stderr
         self._json = log_format == "json"
         self._clock = clock
-        self._job_id = ""
-        self._label = ""
+        #: The job id as far as known: given on the command line, or once the run started.
+        self._job_id = job_id
+        self._label = job_id
         self._partition: int | None = None
         self._start_time = clock()
         self._start_processed = 0
+        self._started = False
+        # Signal notices come from the watcher thread, progress from the main one.
+        self._lock = threading.Lock()
 
     def _emit(self, event: str, text: str, **fields: Any) -> None:
         if self._json:
@@ -98,9 +164,10 @@ class LineReporter:
             document.update(fields)
             line = json.dumps(document, default=str)
         else:
-            line = f"iterctl: {text}"
-        self._stream.write(line + "\n")
-        self._stream.flush()
+            line = escape_controls(f"iterctl: {text}")
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
 
     def rate(self, processed: int) -> float:
         """Items per second since this run started."""
@@ -115,6 +182,7 @@ class LineReporter:
         else:
             self._label = record.job_id
         self._start_time, self._start_processed = self._clock(), record.processed
+        self._started = True
         cursor = json.loads(record.cursor_json) if record.cursor_json else None
         of_total = "" if total is None else f" of {total:,}"
         if resumed:
@@ -139,7 +207,7 @@ class LineReporter:
         parts = [f"job {self._label}: {processed:,}" + ("" if total is None else f"/{total:,}")]
         if total:
             parts.append(f"{100 * processed / total:.1f}%")
-        parts.append(f"{rate:,.1f} items/s")
+        parts.append(rate_text(rate))
         if total and rate > 0 and total > processed:
             parts.append(f"ETA {_duration((total - processed) / rate)}")
         parts.append(f"cursor {_short(cursor)}")
@@ -152,17 +220,28 @@ class LineReporter:
             cursor=cursor,
         )
 
+    def this_run(self, processed: int) -> RunPace | None:
+        """What this process did: items and seconds since its start line; None before it."""
+        if not self._started:
+            return None
+        return RunPace(processed - self._start_processed, self._clock() - self._start_time)
+
     def finished(self, result: RunResult) -> None:
         self._job_id = self._job_id or result.job_id
         # The job's own exception is the one case that shows a traceback (CONTRACT §3).
         trace = None
         if result.outcome is Outcome.FAILED and result.error is not None:
-            trace = "".join(traceback.format_exception(result.error))
+            trace = job_traceback(result.error)
             if not self._json:
-                self._stream.write(trace)
+                with self._lock:
+                    self._stream.write(trace)
+        pace = self.this_run(result.processed)
+        run: dict[str, Any] = {}
+        if pace is not None:  # what this process did, beside the job's totals
+            run = {"run_items": pace.items, "run_seconds": round(pace.seconds, 3)}
         self._emit(
             _EVENTS[result.outcome],
-            describe_result(result),
+            describe_result(result, pace),
             outcome=result.outcome.name.lower(),
             exit_code=int(result.exit_code),
             processed=result.processed,
@@ -170,12 +249,44 @@ class LineReporter:
             reason=result.reason,
             error=None if result.error is None else str(result.error),
             rate=round(self.rate(result.processed), 3),
+            **run,
             **({"traceback": trace} if trace and self._json else {}),
         )
+
+    def job_named(self, job_id: str) -> None:
+        """The id a new job was given, known before its start line."""
+        self._job_id = self._label = job_id
+
+    def signal_received(self, signal_name: str, *, now: bool, again: bool) -> None:
+        """One line per stop signal, as it arrives (called from the signal watcher thread).
+
+        ``now``: it stops the run at once (a second SIGINT); ``again``: a stop was already
+        under way and this signal changes nothing.
+        """
+        if now:
+            meaning = "stopping now, in the middle of the current item"
+        elif again:
+            meaning = "already stopping after the current item"
+        else:
+            meaning = "stopping after the current item (a second SIGINT stops at once)"
+        job = f"job {self._label}: " if self._label else ""
+        self._emit("signal", f"{job}{signal_name} received — {meaning}", signal=signal_name)
 
     def note(self, event: str, text: str, **fields: Any) -> None:
         """One line for a message outside a run (e.g. "already succeeded")."""
         self._emit(event, text, **fields)
+
+
+@dataclass(frozen=True)
+class RunPace:
+    """How many items this process did, in how many seconds: for the end line."""
+
+    items: int
+    seconds: float
+
+    def __str__(self) -> str:
+        rate = self.items / self.seconds if self.seconds > 0 else 0.0
+        return f"{_took(self.seconds)}, {rate_text(rate)}"
 
 
 _EVENTS = {
@@ -188,8 +299,11 @@ _EVENTS = {
 }
 
 
-def describe_result(result: RunResult) -> str:
-    """One human line saying how a run ended and what to do next."""
+def describe_result(result: RunResult, pace: RunPace | None = None) -> str:
+    """One human line saying how a run ended and what to do next.
+
+    With ``pace`` (what this process did), a success also says how long it took and how fast.
+    """
     job_id = result.job_id
     resume = result.resume_command or f"iterctl resume {job_id}"
     if result.partition is not None:
@@ -199,7 +313,12 @@ def describe_result(result: RunResult) -> str:
         case Outcome.SUCCEEDED if result.reason == "already succeeded":
             return f"job {job_id} already succeeded ({result.processed:,} items); nothing to do"
         case Outcome.SUCCEEDED:
-            return f"job {job_id} succeeded: {result.processed:,} items"
+            done = f"job {job_id} succeeded: {result.processed:,} items"
+            if pace is None:
+                return done
+            if pace.items == result.processed:
+                return f"{done} in {pace}"
+            return f"{done}; this run {pace.items:,} in {pace}"
         case Outcome.STOPPED:
             return f"stopped job {job_id} ({result.reason}): {where} — resume with: {resume}"
         case Outcome.CANCELLED:
@@ -215,50 +334,98 @@ def describe_result(result: RunResult) -> str:
             return f"job {job_id} stopped: {result.error} ({where})"
 
 
-class BarReporter:
-    """A Rich progress bar with count, total, rate and ETA, then the end line."""
+def _bar_columns() -> list[Any]:
+    """The bar's columns, read like tqdm's bar:
 
-    def __init__(self, console: Console | None = None) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+    ``demo ━━━━━━━━━━━━━━━━━━ 7,493/100,000  7% [00:04<00:52, 1,707.3 items/s]``
+    """
+    from rich.progress import BarColumn, ProgressColumn, Task, TaskProgressColumn, TextColumn
+    from rich.text import Text
+
+    class CountColumn(ProgressColumn):
+        """Items done, and of how many, with thousands separators as every message has."""
+
+        def render(self, task: Task) -> Text:
+            done = f"{int(task.completed):,}"
+            shown = done if task.total is None else f"{done}/{int(task.total):,}"
+            return Text(shown, style="progress.download")
+
+    class TimesColumn(ProgressColumn):
+        """``[elapsed<remaining, rate]``; once the run ended, ``[elapsed, average rate]``."""
+
+        def render(self, task: Task) -> Text:
+            ended = task.fields.get("average")
+            times = _clock_time(task.elapsed or 0.0)
+            if ended is None and task.total is not None:
+                remaining = task.time_remaining
+                times += "<" + ("?" if remaining is None else _clock_time(remaining))
+            speed = task.speed if ended is None else ended
+            rate = "? items/s" if speed is None else rate_text(speed)
+            return Text(f"[{times}, {rate}]", style="progress.elapsed")
+
+    return [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        CountColumn(),
+        TaskProgressColumn(),
+        TimesColumn(),
+    ]
+
+
+class BarReporter:
+    """A Rich progress bar with count, total, rate and times, then the end line."""
+
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        job_id: str = "",
+    ) -> None:
+        from rich.progress import Progress
 
         self._console = console if console is not None else stderr_console()
         self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[rate]}", style="progress.data.speed"),
-            TimeRemainingColumn(),
-            console=self._console,
-            transient=False,
+            *_bar_columns(), console=self._console, transient=False, get_time=clock
         )
         self._task: Any = None
-        self._lines = LineReporter(_ConsoleStream(self._console))
+        self._lines = LineReporter(_ConsoleStream(self._console), clock=clock, job_id=job_id)
 
     def started(self, record: JobRecord, *, resumed: bool, total: int | None) -> None:
         self._lines.started(record, resumed=resumed, total=total)
-        self._task = self._progress.add_task(
-            record.job_id, total=total, completed=record.processed, rate=""
-        )
+        self._task = self._progress.add_task(record.job_id, total=total, completed=record.processed)
         self._progress.start()
 
     def progress(self, processed: int, total: int | None, cursor: Cursor) -> None:
         if self._task is not None:
-            rate = f"{self._lines.rate(processed):,.0f} items/s"
-            self._progress.update(self._task, completed=processed, total=total, rate=rate)
+            self._progress.update(self._task, completed=processed, total=total)
 
     def finished(self, result: RunResult) -> None:
         if self._task is not None:
-            self._progress.update(self._task, completed=result.processed)
+            pace = self._lines.this_run(result.processed)
+            average = pace.items / pace.seconds if pace and pace.seconds > 0 else 0.0
+            self._progress.update(self._task, completed=result.processed, average=average)
+            self._progress.stop_task(self._task)
             self._progress.stop()
         self._lines.finished(result)
+
+    def job_named(self, job_id: str) -> None:
+        self._lines.job_named(job_id)
+
+    def signal_received(self, signal_name: str, *, now: bool, again: bool) -> None:
+        """What a Ctrl-C does, said at once, above the bar (from the signal watcher thread)."""
+        if now:
+            text = "Stopping now, in the middle of the current item."
+        elif again:
+            text = f"{signal_name}: already stopping after the current item."
+        elif signal_name == "SIGINT":
+            text = "Stopping after the current item — press Ctrl-C again to stop now."
+        else:
+            text = f"{signal_name}: stopping after the current item — Ctrl-C to stop now."
+        from rich.text import Text
+
+        # A styled Text, not print(style=…): that style would spill onto the bar drawn below.
+        self._console.print(Text(text, style="bold yellow"))
 
     def note(self, event: str, text: str, **fields: Any) -> None:
         self._lines.note(event, text, **fields)
@@ -278,11 +445,17 @@ class _ConsoleStream:
         self._console.file.flush()
 
 
-def make_reporter(log_format: str) -> tuple[LineReporter | BarReporter, float | None]:
-    """The reporter for this process, and the progress interval it wants (None: the user's)."""
+def make_reporter(
+    log_format: str, job_id: str | None = None
+) -> tuple[LineReporter | BarReporter, float | None]:
+    """The reporter for this process, and the progress interval it wants (None: the user's).
+
+    ``job_id``: the id given on the command line, if any, so that a stop signal that comes
+    before the run starts can already name it.
+    """
     if log_format == "text" and is_interactive():
-        return BarReporter(), BAR_REFRESH_SECONDS
-    return LineReporter(log_format=log_format), None
+        return BarReporter(job_id=job_id or ""), BAR_REFRESH_SECONDS
+    return LineReporter(log_format=log_format, job_id=job_id or ""), None
 
 
 def _console() -> Console:
@@ -519,7 +692,7 @@ def history_table(runs: list[dict[str, Any]], *, title: str | None = None) -> An
             str(run["run"]),
             str(run["partition"]),
             run["started_at"][:19].replace("T", " "),
-            _took(run),
+            _run_took(run),
             run["pod"] or run["host"],
             str(run["pid"]),
             run["outcome"],
@@ -531,13 +704,13 @@ def history_table(runs: list[dict[str, Any]], *, title: str | None = None) -> An
     return table
 
 
-def _took(run: dict[str, Any]) -> str:
+def _run_took(run: dict[str, Any]) -> str:
     from datetime import datetime
 
     if run["ended_at"] is None:
         return ""
     took = datetime.fromisoformat(run["ended_at"]) - datetime.fromisoformat(run["started_at"])
-    return _duration(took.total_seconds())
+    return _took(took.total_seconds())
 
 
 def print_history(runs: list[dict[str, Any]], job_id: str) -> None:

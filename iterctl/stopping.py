@@ -8,11 +8,12 @@ progress timers all raise the same flag.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from math import inf
 from types import FrameType
 
@@ -170,3 +171,77 @@ class Ticker:
                 next_progress = now + self._progress_interval
             # Set last: the loop clears `pending` before it reads the other flags.
             token.pending = True
+
+
+#: A byte no signal has: written by :class:`SignalWatcher` itself to wake its thread to end.
+_WAKE_TO_END = 0
+
+
+class SignalWatcher:
+    """A thread that says what each stop signal means the moment it arrives.
+
+    A signal handler may only set flags, and Python runs it only between two bytecodes of
+    the main thread, which may be deep in a ten-second item. So this thread does the
+    talking instead: Python's C-level handler writes each signal's number to the wakeup fd
+    (:func:`signal.set_wakeup_fd`) at once, and the thread reads it and calls
+    ``on_signal(name, now=…, again=…)``: ``now`` for a second SIGINT (the run stops at once),
+    ``again`` for a signal that finds a stop already under way.
+    """
+
+    def __init__(self, token: StopToken, on_signal: Callable[..., None]) -> None:
+        self._token = token
+        self._on_signal = on_signal
+        self._read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self._write_fd, False)  # the C handler must never block
+        self._previous_fd = -1
+        self._stops_seen = 0
+        self._stopping_now = False
+        self._thread = threading.Thread(target=self._run, name="iterctl-signals", daemon=True)
+
+    def __enter__(self) -> SignalWatcher:
+        # A signal caught before this block (see catch_early_signals) is said now; any
+        # later one reaches the wakeup fd.
+        early = self._token.reason
+        try:
+            self._previous_fd = signal.set_wakeup_fd(self._write_fd, warn_on_full_buffer=False)
+        except ValueError:  # not the main thread (iterctl embedded): nothing to watch
+            self._close_fds()
+            return self
+        if early is not None:
+            self._stops_seen = 1
+            self._tell(early, now=False, again=False)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if not self._thread.is_alive():
+            return
+        signal.set_wakeup_fd(self._previous_fd)
+        os.write(self._write_fd, bytes([_WAKE_TO_END]))
+        self._thread.join()
+        self._close_fds()
+
+    def _run(self) -> None:
+        while True:
+            for signum in os.read(self._read_fd, 64):
+                if signum == _WAKE_TO_END:
+                    return
+                if signum in (signal.SIGTERM, signal.SIGINT):
+                    self._say(signal.Signals(signum))
+
+    def _say(self, sig: signal.Signals) -> None:
+        # The same rule as signals_stop's handlers: after a first stop signal, the next
+        # SIGINT stops at once; later ones are ignored there (and never reach this fd).
+        self._stops_seen += 1
+        now = self._stops_seen > 1 and sig is signal.SIGINT and not self._stopping_now
+        self._stopping_now = self._stopping_now or now
+        self._tell(sig.name, now=now, again=self._stops_seen > 1 and not now)
+
+    def _tell(self, name: str, *, now: bool, again: bool) -> None:
+        # stderr gone (a closed pipe): the stop itself goes on regardless.
+        with suppress(OSError):
+            self._on_signal(name, now=now, again=again)
+
+    def _close_fds(self) -> None:
+        os.close(self._read_fd)
+        os.close(self._write_fd)

@@ -7,6 +7,7 @@ sees a whole document.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -75,7 +76,7 @@ class JsonFileStore:
             return {"iterctl_schema": SCHEMA_VERSION, "jobs": {}}
         except OSError as error:
             raise StoreUnavailableError(
-                f"cannot read the store {self.display_name}: {error.strerror}"
+                f"cannot read the store {self.display_name}: {error.strerror} — {_fix(error)}"
             ) from None
         try:
             document = json.loads(raw)
@@ -100,7 +101,7 @@ class JsonFileStore:
             lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as error:
             raise StoreUnavailableError(
-                f"cannot write the store {self.display_name}: {error.strerror}"
+                f"cannot write the store {self.display_name}: {error.strerror} — {_fix(error)}"
             ) from None
         try:
             fcntl.flock(lock_fd, fcntl.LOCK_EX)
@@ -305,3 +306,12 @@ _FIELDS = frozenset(JobRecord.__dataclass_fields__)
 def _record(raw: dict[str, Any]) -> JobRecord:
     known = {key: value for key, value in raw.items() if key in _FIELDS}
     return JobRecord(**{**known, "status": Status(raw["status"])})
+
+
+def _fix(error: OSError) -> str:
+    """What a person can do about an error opening the store's file."""
+    if error.errno == errno.EISDIR:
+        return "--store must name a file, not a folder"
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return "make the file and its folder writable by this user, or choose another --store"
+    return "check the path given to --store"

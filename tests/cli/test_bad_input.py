@@ -32,11 +32,11 @@ def _store_fingerprint(workdir: Workdir) -> str | None:
     [
         (["frobnicate"], ["No such command 'frobnicate'", "iterctl --help"]),
         (["run", "testjobs:Numbers", "--bogus"], ["No such option: --bogus"]),
-        (["run"], ["Missing argument 'MODULE:CLASS'"]),
+        (["run"], ["Missing argument 'MODULE:CLASS' — see `iterctl run --help`"]),
         (["run", "no_such_module:Job"], ["no module named 'no_such_module'"]),
         (["run", "testjobs"], ["invalid job path 'testjobs'", "MODULE:CLASS"]),
         (["run", "testjobs:Missing"], ["has no attribute 'Missing'"]),
-        (["run", "testjobs:NOT_A_JOB"], ["not a Job subclass"]),
+        (["run", "testjobs:NOT_A_JOB"], ["is not a Job: it is a value of type int"]),
         (["run", "testjobs:Numbers", "--param", "novalue"], ["KEY=VALUE"]),
         (["run", "testjobs:Numbers", "--job-id", "../etc"], ["invalid job id"]),
         (["run", "testjobs:Numbers", "--checkpoint-interval", "-1"], ["--checkpoint-interval"]),

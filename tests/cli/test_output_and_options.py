@@ -54,7 +54,10 @@ def test_off_a_terminal_lines_are_plain_steady_and_name_the_job(workdir: Workdir
     assert any(re.search(r"job plain: \d+/60, [\d.]+%, [\d.,]+ items/s", line) for line in lines)
     assert any(line.startswith("iterctl: stopped job plain (SIGTERM)") for line in lines)
     assert any(line.startswith("iterctl: resumed job plain") for line in lines)
-    assert lines[-1] == "iterctl: job plain succeeded: 60 items"
+    assert re.fullmatch(
+        r"iterctl: job plain succeeded: 60 items; this run \d+ in [\d.]+s, [\d,.]+ items/s",
+        lines[-1],
+    )
 
 
 def test_json_log_format_gives_one_object_per_line(workdir: Workdir) -> None:

@@ -8,6 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from iterctl.testing import InjectedFailure, assert_exactly_once, assert_resumes, run_job
+from jobs_examples.backfill import Backfill
+from jobs_examples.count import CountJob
+from jobs_examples.csv_import import CsvImport
+from jobs_examples.partitioned import PartitionedCount
 from tests.cli.conftest import Workdir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,3 +68,41 @@ def test_csv_import_example_writes_its_sample_and_imports_every_row(work: Workdi
         ).fetchone()
     assert (count, noted) == (500, 10)
     assert work.run(*args).returncode == 0
+
+
+# -- the same examples in-process, as a job author tests a job with iterctl.testing -----
+
+
+def test_count_example_stops_resumes_and_resumes_from_every_cursor() -> None:
+    """CountJob stopped after 20 items carries on at 20; the check passes on 500 items."""
+    first = run_job(CountJob, params={"count": 50, "delay": 0}, stop_after=20)
+    assert (first.exit_code, first.items, first.cursor) == (75, list(range(20)), 19)
+    rest = first.resume()
+    assert (rest.exit_code, rest.items, rest.processed) == (0, list(range(20, 50)), 50)
+    assert_resumes(CountJob, params={"count": 500})
+
+
+def test_backfill_example_resumes_exactly_and_fills_every_order(tmp_path: Path) -> None:
+    """The keyset walk resumes exactly from sampled cursors; stopped after 150 orders and
+    resumed, every order is filled once."""
+    params = {"db": tmp_path / "shop.db", "rows": 400}
+    assert_resumes(Backfill, params=params, samples=20)
+    rest = assert_exactly_once(Backfill, params=params, stop_after=150)
+    assert rest.processed == 400
+    assert _filled(tmp_path / "shop.db") == 400
+
+
+def test_csv_import_example_retries_a_failed_row_and_passes_the_check(tmp_path: Path) -> None:
+    params = {"csv": tmp_path / "customers.csv", "db": tmp_path / "customers.db", "rows": 120}
+    assert_resumes(CsvImport, params=params)
+    failed = run_job(CsvImport, params=params, fail_at=60)
+    assert (failed.exit_code, len(failed.items)) == (1, 60)
+    assert isinstance(failed.error, InjectedFailure)
+    rest = failed.resume()
+    assert rest.exit_code == 0
+    assert rest.items[0]["email"] == "user60@example.com"
+    assert rest.processed == 120
+
+
+def test_partitioned_example_covers_its_walk_in_four_partitions() -> None:
+    assert_resumes(PartitionedCount, params={"count": 1000}, partitions=4)

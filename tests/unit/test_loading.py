@@ -42,8 +42,29 @@ GOOD = """
 from iterctl import Job
 
 class Count(Job):
-    class Inner(Job):
+    def build_enumerator(self, cursor):
+        return iter(())
+
+    def each_iteration(self, item):
         pass
+
+    class Inner(Job):
+        def build_enumerator(self, cursor):
+            return iter(())
+
+        def each_iteration(self, item):
+            pass
+
+class NoAction(Job):
+    def build_enumerator(self, cursor):
+        return iter(())
+
+class NoEnumerator(Job):
+    def each_iteration(self, item):
+        pass
+
+class NotAJob:
+    pass
 
 def helper():
     pass
@@ -93,8 +114,27 @@ def test_an_attribute_that_is_not_a_job_is_a_usage_error(job_module: WriteModule
     """An attribute that is not a Job subclass is refused, saying what it is."""
     name = job_module(GOOD)
 
-    with pytest.raises(UsageError, match=r"is not a Job subclass \(it is function\)"):
+    with pytest.raises(UsageError, match=r"helper is not a Job: it is a function — define it"):
         load_job_class(f"{name}:helper")
+    with pytest.raises(
+        UsageError, match=r"NotAJob is not a Job: it is a class that does not derive from iterctl"
+    ):
+        load_job_class(f"{name}:NotAJob")
+
+
+@pytest.mark.parametrize(
+    ("class_name", "missing"),
+    [("NoAction", "each_iteration"), ("NoEnumerator", "build_enumerator")],
+)
+def test_a_job_without_a_required_method_is_refused_when_loaded(
+    job_module: WriteModule, class_name: str, missing: str
+) -> None:
+    """A Job lacking each_iteration or build_enumerator is refused at once, naming the method
+    and showing how to write it, rather than failing with a traceback on its first item."""
+    name = job_module(GOOD)
+
+    with pytest.raises(UsageError, match=f"{class_name} does not define {missing} — add it"):
+        load_job_class(f"{name}:{class_name}")
 
 
 def test_a_missing_third_party_import_inside_the_job_module_propagates(

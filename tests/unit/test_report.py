@@ -76,7 +76,7 @@ def test_text_lines_for_a_resume_and_a_success_are_exact() -> None:
         "iterctl: resumed job nightly-1 (jobs.backfill:Backfill) after 1,200 items, "
         'cursor {"id": 1200}',
         'iterctl: job nightly-1: 1,300, 50.0 items/s, cursor {"id": 1300}',
-        "iterctl: job nightly-1 succeeded: 1,500 items",
+        "iterctl: job nightly-1 succeeded: 1,500 items; this run 300 in 2.0s, 150.0 items/s",
     ]
 
 
@@ -125,15 +125,140 @@ def test_a_failure_line_follows_the_jobs_traceback() -> None:
 
 def test_the_bar_shows_the_job_id_and_the_count() -> None:
     """On a terminal, a Rich bar names the job id and shows done/total, then the end line."""
-    file = io.StringIO()
-    reporter = BarReporter(Console(file=file, force_terminal=True, width=100))
+    file, clock = io.StringIO(), FakeClock()
+    reporter = BarReporter(Console(file=file, force_terminal=True, width=100), clock=clock)
 
     reporter.started(fresh_record(), resumed=False, total=10)
     reporter.progress(7, 10, 6)
+    clock.now += 2
     reporter.finished(RunResult("nightly-1", Outcome.SUCCEEDED, 10, 9))
 
     shown = ANSI.sub("", file.getvalue())
     assert "nightly-1" in shown
     assert "10/10" in shown
     assert "100%" in shown
-    assert shown.rstrip().endswith("iterctl: job nightly-1 succeeded: 10 items")
+    end = "iterctl: job nightly-1 succeeded: 10 items in 2.0s, 5.0 items/s"
+    assert shown.rstrip().endswith(end)
+
+
+def test_a_success_says_how_long_the_run_took_and_how_fast() -> None:
+    """The end line of a fresh run gives its duration and average rate; minutes from 60 s."""
+    stream, clock = io.StringIO(), FakeClock()
+    reporter = LineReporter(stream, clock=clock)
+    reporter.started(fresh_record(), resumed=False, total=100_000)
+    clock.now += 125
+    reporter.finished(RunResult("nightly-1", Outcome.SUCCEEDED, 100_000, 99_999))
+
+    assert stream.getvalue().splitlines()[-1] == (
+        "iterctl: job nightly-1 succeeded: 100,000 items in 2m05s, 800.0 items/s"
+    )
+
+
+def test_slow_items_are_shown_as_seconds_per_item() -> None:
+    """Under one item a second, the rate reads "s/item", never "0.0 items/s"."""
+    stream, clock = io.StringIO(), FakeClock()
+    reporter = LineReporter(stream, clock=clock)
+    reporter.started(fresh_record(), resumed=False, total=10)
+    clock.now += 25
+    reporter.progress(2, 10, 1)
+
+    assert stream.getvalue().splitlines()[-1] == (
+        "iterctl: job nightly-1: 2/10, 20.0%, 12.5 s/item, ETA 1m40s, cursor 1"
+    )
+
+
+def _bar_frames(file: io.StringIO) -> list[str]:
+    """The bar's successive frames, escape codes removed."""
+    text = ANSI.sub("", file.getvalue())
+    return [frame.strip() for frame in re.split(r"[\r\n]", text) if frame.strip()]
+
+
+def test_the_bar_reads_like_tqdm_with_separators_elapsed_remaining_and_rate() -> None:
+    """Counts with thousands separators, then [elapsed<remaining, rate]; at the end the
+    remaining time goes and the rate is the run's average."""
+    file, clock = io.StringIO(), FakeClock()
+    reporter = BarReporter(Console(file=file, force_terminal=True, width=120), clock=clock)
+    reporter.started(fresh_record(), resumed=False, total=100_000)
+    clock.now += 4
+    reporter.progress(3_000, 100_000, 2_999)
+    clock.now += 1
+    reporter.progress(7_493, 100_000, 7_492)
+    reporter._progress.refresh()
+    clock.now += 20
+    reporter.finished(RunResult("nightly-1", Outcome.SUCCEEDED, 100_000, 99_999))
+
+    frames = _bar_frames(file)
+    # 4,493 items in the one second between the two updates: 4,493 items/s, so 92,507
+    # left take 21 s.
+    assert any(
+        frame.endswith("7,493/100,000   7% [00:05<00:21, 4,493.0 items/s]") for frame in frames
+    ), frames
+    assert any(
+        frame.endswith("100,000/100,000 100% [00:25, 4,000.0 items/s]") for frame in frames
+    ), frames
+    assert frames[-1] == "iterctl: job nightly-1 succeeded: 100,000 items in 25.0s, 4,000.0 items/s"
+
+
+def test_the_bar_shows_seconds_per_item_for_slow_items_and_no_eta_without_a_total() -> None:
+    """Items of several seconds: "s/item"; an unknown total: the count and elapsed only."""
+    file, clock = io.StringIO(), FakeClock()
+    reporter = BarReporter(Console(file=file, force_terminal=True, width=120), clock=clock)
+    reporter.started(fresh_record(), resumed=False, total=None)
+    clock.now += 10
+    reporter.progress(1, None, 0)
+    clock.now += 10
+    reporter.progress(2, None, 1)
+    reporter._progress.refresh()
+    reporter.finished(RunResult("nightly-1", Outcome.STOPPED, 2, 1, "SIGTERM"))
+
+    assert any(frame.endswith(" 2  [00:20, 10.0 s/item]") for frame in _bar_frames(file))
+
+
+def test_text_logs_escape_control_characters_so_no_line_can_be_forged() -> None:
+    """An exception message with a newline and escape codes is written as JSON writes it,
+    in the end line and in the traceback: every line iterctl prints is one of its own."""
+    stream = io.StringIO()
+    reporter = LineReporter(stream, clock=FakeClock())
+    reporter.started(fresh_record(), resumed=False, total=None)
+    try:
+        raise ValueError("bad row\niterctl: job nightly-1 succeeded: 3 items\x1b[2J")
+    except ValueError as error:
+        failure = error
+
+    reporter.finished(RunResult("nightly-1", Outcome.FAILED, 3, 2, error=failure))
+
+    output = stream.getvalue()
+    lines = output.splitlines()
+    assert "\x1b" not in output
+    assert not any(line.startswith("iterctl: job nightly-1 succeeded") for line in lines)
+    escaped = "bad row\\niterctl: job nightly-1 succeeded: 3 items\\u001b[2J"
+    assert f"ValueError: {escaped}" in lines  # the traceback's last line
+    assert lines[-1].startswith(f"iterctl: job nightly-1 failed: ValueError: {escaped} (")
+
+
+def test_json_logs_keep_the_message_as_it_was() -> None:
+    """JSON mode needs no escaping of its own: the parsed message is the original text."""
+    stream = io.StringIO()
+    reporter = LineReporter(stream, log_format="json", clock=FakeClock())
+    reporter.started(fresh_record(), resumed=False, total=None)
+    reporter.finished(RunResult("nightly-1", Outcome.FAILED, 0, None, error=ValueError("a\nb")))
+
+    (end,) = [json.loads(line) for line in stream.getvalue().splitlines()][-1:]
+    assert end["error"] == "a\nb"
+    assert len(stream.getvalue().splitlines()) == 2
+
+
+def test_each_stop_signal_gets_a_line_naming_the_job() -> None:
+    """Off a terminal, a stop signal is logged as it arrives, with the job id and what it does."""
+    stream = io.StringIO()
+    reporter = LineReporter(stream, clock=FakeClock(), job_id="nightly-1")
+    reporter.signal_received("SIGTERM", now=False, again=False)
+    reporter.signal_received("SIGTERM", now=False, again=True)
+    reporter.signal_received("SIGINT", now=True, again=False)
+
+    assert stream.getvalue().splitlines() == [
+        "iterctl: job nightly-1: SIGTERM received — stopping after the current item "
+        "(a second SIGINT stops at once)",
+        "iterctl: job nightly-1: SIGTERM received — already stopping after the current item",
+        "iterctl: job nightly-1: SIGINT received — stopping now, in the middle of the current item",
+    ]

@@ -451,3 +451,22 @@ def test_a_cancel_during_the_run_stops_it_cancelled_after_saving_the_item() -> N
         3,
     )
     assert job.calls == ["on_start", "on_shutdown"]
+
+
+def test_limit_stops_after_n_items_without_the_end_hooks_nor_the_pair_read_past_it() -> None:
+    """--limit 3 of 5: three items done, a resumable stop (on_shutdown, no on_complete),
+    and the one pair read past the limit to tell it from the end is not processed."""
+    job = Numbers()
+    run = run_job(job, settings=RunSettings(checkpoint_interval=3600, limit=3))
+    assert job.done == [0, 1, 2]
+    assert (run.result.outcome, run.result.reason) == (Outcome.STOPPED, "--limit 3 reached")
+    assert (run.record.status, run.record.processed) == (Status.INTERRUPTED, 3)
+    assert job.calls == ["on_start", "on_shutdown"]
+
+
+def test_a_limit_that_ends_at_the_last_item_is_the_end() -> None:
+    job = Numbers()
+    run = run_job(job, settings=RunSettings(limit=5))
+    assert job.done == [0, 1, 2, 3, 4]
+    assert run.result.outcome is Outcome.SUCCEEDED
+    assert job.calls == ["on_start", "on_complete", "on_shutdown"]
