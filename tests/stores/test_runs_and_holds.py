@@ -13,6 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,7 @@ from iterctl.stores.base import (
     Status,
     as_seen,
 )
-from tests.stores.conftest import StoreUnderTest, new_record
+from tests.stores.conftest import StoreUnderTest, location_of, new_record
 
 
 def test_live_holds_names_held_ids_only_and_takes_nothing(stores: StoreUnderTest) -> None:
@@ -165,3 +166,46 @@ def test_delete_is_refused_while_held_and_then_removes_every_row(stores: StoreUn
     _stored, created = operator.create(JobRecord(job_id, "tests.jobs:Count", {}))
     assert created
     _acquire_soon(operator, job_id)  # the hold works after its lock file went
+
+
+@pytest.mark.parametrize(
+    "kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+             pytest.param("mysql", marks=pytest.mark.mysql)],
+)  # fmt: skip
+def test_a_status_view_asks_the_database_a_fixed_number_of_times(kind: str, tmp_path: Path) -> None:
+    """Records, then live holds: as many statements for 40 running partitions as for 4
+    (the probe is one query of pg_locks or IS_USED_LOCK, or file locks on SQLite)."""
+    from sqlalchemy import event
+
+    from iterctl.overview import store_overview
+    from iterctl.stores.sql import SqlStore
+
+    store = StoreUnderTest(kind, location_of(kind, tmp_path))
+    try:
+        opened = store.open()
+        assert isinstance(opened, SqlStore)
+        sent: list[str] = []
+
+        def count(*args: object) -> None:
+            sent.append(str(args[2]))
+
+        event.listen(opened._engine, "before_cursor_execute", count)
+        counts = []
+        for size in (4, 40):
+            job_id = new_record().job_id
+            parts = [JobRecord(job_id, "tests.jobs:Count", {}, partition=i, partitions=size)
+                     for i in range(size)]  # fmt: skip
+            opened.create_partitions(parts)
+            # Even partitions held; odd ones say running with nobody holding them.
+            holds = [opened.acquire(job_id, i) for i in range(0, size, 2)]
+            sent.clear()
+            (view,) = store_overview(opened, job_id)
+            counts.append(len(sent))
+            assert [p["status"] for p in view["partitions"]] == ["running", "interrupted"] * (
+                size // 2
+            )
+            for hold in holds:
+                opened.release(hold)
+        assert counts[0] == counts[1] <= 2
+    finally:
+        store.close_all()
