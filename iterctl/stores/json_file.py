@@ -254,7 +254,9 @@ class JsonFileStore:
             with self._update() as document:
                 for name in names:
                     document["jobs"].pop(name, None)
-                    document.get("runs", {}).pop(name, None)
+                    # Runs, and failure records (--max-failures), are kept by hold name.
+                    for kept in ("runs", "failures"):
+                        document.get(kept, {}).pop(name, None)
             for name in names:
                 self._holds.remove(name)
         finally:
