@@ -706,19 +706,23 @@ def _mysql_live(conn: Connection, names: Collection[str]) -> set[str]:
 
 
 def _start_run(conn: Connection, run: RunRecord) -> None:
-    """In the acquisition's transaction: runs left open by a dead process are lost; this
-    run begins; only the newest RUNS_KEPT of the partition stay."""
-    of_partition = (runs_table.c.job_id == run.job_id) & (
-        runs_table.c.partition_index == run.partition
-    )
-    conn.execute(
-        update(runs_table)
-        .where(of_partition, runs_table.c.ended_at.is_(None))
-        .values(outcome=RunOutcome.LOST.value)
-    )
-    conn.execute(
-        delete(runs_table).where(of_partition, runs_table.c.fence <= run.fence - RUNS_KEPT)
-    )
+    """In the acquisition's transaction: the previous run, if still open, was left by a
+    process that died (lost); this run begins; the one that falls out of the newest
+    RUNS_KEPT is dropped.
+
+    Each acquisition closes the run before it, so only the previous fence's run can be
+    open, and fences count up one by one: every statement names one row by its primary
+    key. (A range would take InnoDB gap locks that deadlock with the partitions of the
+    same job starting at once.)"""
+    key = (runs_table.c.job_id == run.job_id) & (runs_table.c.partition_index == run.partition)
+    if run.fence > 1:
+        conn.execute(
+            update(runs_table)
+            .where(key, runs_table.c.fence == run.fence - 1, runs_table.c.ended_at.is_(None))
+            .values(outcome=RunOutcome.LOST.value)
+        )
+    if run.fence > RUNS_KEPT:
+        conn.execute(delete(runs_table).where(key, runs_table.c.fence == run.fence - RUNS_KEPT))
     conn.execute(
         insert(runs_table).values(
             job_id=run.job_id,
