@@ -389,20 +389,30 @@ def _history(opened: Store, job_id: str, limit: int | None) -> list[dict[str, ob
     return [as_seen(run, live).to_json() for run in runs]
 
 
+#: Rows of `history` without --limit (a job of 1,000 partitions keeps up to 50,000 runs).
+_HISTORY_ROWS = 100
+
+
 @app.command()
 def history(
     job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="The job id.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
     limit: Annotated[
         int | None,
-        typer.Option("--limit", min=1, help="Only the newest N runs.", show_default=False),
+        typer.Option(
+            "--limit",
+            min=1,
+            help=f"Only the newest N runs. Default: all with --json, {_HISTORY_ROWS} in the table.",
+            show_default=False,
+        ),
     ] = None,
     store: StoreOption = None,
 ) -> None:
     """One row per process that ran JOB_ID: start, end, host, pid, outcome, items."""
     opened = _reading_store(job_id, store)
+    shown = limit or (None if as_json else _HISTORY_ROWS)
     try:
-        runs = _history(opened, job_id, limit)
+        runs = _history(opened, job_id, shown)
     finally:
         opened.close()
     if as_json:
@@ -411,6 +421,8 @@ def history(
     from iterctl.report import print_history
 
     print_history(runs, job_id)
+    if limit is None and len(runs) == _HISTORY_ROWS:
+        _say(f"the newest {_HISTORY_ROWS} runs; --limit N or --json for more")
 
 
 @app.command()
