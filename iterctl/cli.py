@@ -155,6 +155,16 @@ LimitOption = Annotated[
         show_default=False,
     ),
 ]
+MaxFailuresOption = Annotated[
+    str,
+    typer.Option(
+        "--max-failures",
+        envvar="ITERCTL_MAX_FAILURES",
+        help="Items that may fail (after their retries) and be recorded and passed over, "
+        "across all runs of the job id: a count, or a percentage of the total (0.5%). "
+        "One more ends the run with exit 1. 0: the first failure does.",
+    ),
+]
 PartitionOption = Annotated[
     int | None,
     typer.Option(
@@ -230,6 +240,7 @@ def run(
     ] = 1,
     partition: PartitionOption = None,
     metrics_port: MetricsPortOption = None,
+    max_failures: MaxFailuresOption = "0",
 ) -> None:
     """Run MODULE:CLASS from the start, or from where the job id stopped."""
     from iterctl.launch import run_job
@@ -252,6 +263,7 @@ def run(
         termination_log=termination_log,
         metrics_port=metrics_port,
         job_id=job_id,
+        max_failures=max_failures,
     )
 
 
@@ -267,6 +279,7 @@ def resume(
     termination_log: TerminationLogOption = None,
     partition: PartitionOption = None,
     metrics_port: MetricsPortOption = None,
+    max_failures: MaxFailuresOption = "0",
 ) -> None:
     """Carry on with JOB_ID after its last completed item, with the params it started with."""
     from iterctl.launch import resume_job
@@ -285,6 +298,7 @@ def resume(
         termination_log=termination_log,
         metrics_port=metrics_port,
         job_id=job_id,
+        max_failures=max_failures,
     )
 
 
@@ -526,6 +540,57 @@ def describe(
     sys.stdout.write(describe_job(job) + "\n")
 
 
+@app.command()
+def failures(
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="The job id.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print a JSON array of the records.")
+    ] = False,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", min=0, help="Show at most N records, newest first; 0: all."),
+    ] = 100,
+    store: StoreOption = None,
+) -> None:
+    """List the items of JOB_ID recorded as failed and passed over, newest first."""
+    from iterctl.launch import get_record, open_store_of
+
+    opened = open_store_of(job_id, store)
+    try:
+        get_record(opened, job_id)
+        found = opened.failures(job_id, limit or None)
+        recorded = sum(record.failed_items for record in opened.partitions(job_id))
+    finally:
+        opened.close()
+    if as_json:
+        sys.stdout.write(json.dumps([record.to_json() for record in found], indent=2) + "\n")
+    else:
+        from iterctl.report import print_failures_table
+
+        print_failures_table(job_id, found, recorded)
+
+
+@app.command("retry-failed")
+def retry_failed(
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="The job id.")],
+    store: StoreOption = None,
+    log_format: LogFormatOption = LogFormat.TEXT,
+    termination_log: TerminationLogOption = None,
+) -> None:
+    """Run again only the items of JOB_ID recorded as failed: successes drop their record."""
+    from iterctl.rerun import retry_failed as retry
+
+    _run_and_exit(
+        lambda token, reporter, _settings: retry(
+            job_id=job_id, store_location=store, token=token, reporter=reporter
+        ),
+        log_format=log_format,
+        pacing=Pacing(DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_PROGRESS_INTERVAL, None, None),
+        termination_log=termination_log,
+        job_id=job_id,
+    )
+
+
 # -- helpers ----------------------------------------------------------------------------
 
 
@@ -544,12 +609,16 @@ def _run_and_exit(
     log_format: LogFormat,
     pacing: Pacing,
     termination_log: str | None,
-    metrics_port: int | None,
+    metrics_port: int | None = None,
     job_id: str | None,
+    max_failures: str = "0",
 ) -> NoReturn:
-    """What `run` and `resume` share: signals, reporter and pacing around the core call."""
+    """What `run`, `resume` and `retry-failed` share: signals, reporter and pacing around
+    the core call."""
+    from iterctl.budget import FailureBudget
     from iterctl.report import make_reporter
 
+    budget = FailureBudget.parse(max_failures)  # bad input: exit 2 before any work
     token = _process_token
     # Before any job code runs, its import included; kept to the end, as we exit after it.
     with signals_stop(token, restore=False):
@@ -561,6 +630,7 @@ def _run_and_exit(
             max_runtime=pacing.max_runtime,
             limit=pacing.limit,
             metrics_port=metrics_port,
+            max_failures=budget,
         )
         # The watcher says what each stop signal does, as it arrives (CONTRACT §5).
         with SignalWatcher(token, reporter.signal_received):
@@ -633,6 +703,7 @@ def _write_termination_message(result: RunResult, path: str | None) -> None:
             "checkpoint_age_seconds": None
             if result.checkpoint_age is None
             else round(result.checkpoint_age, 3),
+            "failed_items": result.failed_items,
         }
     )
     try:

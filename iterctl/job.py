@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from iterctl.cursor import Cursor
 from iterctl.errors import UsageError
+from iterctl.retrying import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP
 from iterctl.stopping import StopToken
 
 
@@ -42,6 +43,15 @@ class Job:
     #: Optional parameter model (a pydantic ``BaseModel`` subclass): ``--param`` values are
     #: validated and typed through it, and ``self.params`` is an instance of it.
     Params: ClassVar[type[Any] | None] = None
+
+    #: Exceptions that mean "try this item again" (CONTRACT §1); none by default.
+    retry_on: tuple[type[Exception], ...] = ()
+    #: Tries an item gets in all, the first included, when it raises one of ``retry_on``.
+    max_attempts: int = 1
+    #: Seconds of backoff before the second try; doubled for each later one, never more
+    #: than ``retry_backoff_cap``; each wait is drawn at random below that (full jitter).
+    retry_backoff: float = DEFAULT_BACKOFF_BASE
+    retry_backoff_cap: float = DEFAULT_BACKOFF_CAP
 
     def __init__(
         self,

@@ -333,5 +333,6 @@ def _already_ended(record: JobRecord) -> RunResult | None:
             decode_cursor(record.cursor_json),
             reason="already succeeded",
             partition=f"{record.partition}/{record.partitions}" if record.partitions > 1 else None,
+            failed_items=record.failed_items,
         )
     return None

@@ -86,13 +86,14 @@ def job_overview(records: Records, live: Collection[str] = ()) -> dict[str, Any]
         "processed": processed,
         "total": total,
         "times_interrupted": sum(record.times_interrupted for record in records),
+        # Failures are kept per partition; the job has all of them.
+        "failed_items": sum(record.failed_items for record in records),
         "error": "; ".join(errors) or None,
         "error_line": first_line(errors[0]) if errors else None,
         "created_at": min(record.created_at for record in records),
         "updated_at": max(record.updated_at for record in records),
         "holder": None,
         "holder_gone": any(part["holder_gone"] for part in parts),
-        "failed_items": sum(record.failed_items for record in records),
         "concurrency": first.concurrency,
         # The partitions run side by side: the job has run as long as its longest one.
         "elapsed_seconds": max(record.elapsed for record in records),

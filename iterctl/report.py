@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import reprlib
 import sys
 import threading
 import time
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 
 from iterctl.cursor import Cursor
 from iterctl.runner import Outcome, RunResult
-from iterctl.stores.base import JobRecord, utc_now
+from iterctl.stores.base import FailureRecord, JobRecord, utc_now
 
 #: How often the bar is fed on a terminal: a few times a second looks live and costs nothing.
 BAR_REFRESH_SECONDS = 0.25
@@ -57,6 +58,15 @@ def is_interactive() -> bool:
 def _short(cursor: Cursor) -> str:
     text = json.dumps(cursor)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+_short_repr = reprlib.Repr()
+_short_repr.maxstring = _short_repr.maxother = 60
+
+
+def _error_text(error: BaseException) -> str:
+    text = f"{type(error).__name__}: {error}".splitlines()[0]
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _duration(seconds: float) -> str:
@@ -226,6 +236,37 @@ class LineReporter:
             return None
         return RunPace(processed - self._start_processed, self._clock() - self._start_time)
 
+    def retrying(
+        self, item: Any, attempt: int, max_attempts: int, error: BaseException, delay: float
+    ) -> None:
+        """One line per retry: which item, which attempt, the error, the wait."""
+        self._emit(
+            "retry",
+            f"job {self._label}: item {_short_repr.repr(item)} failed on attempt {attempt} "
+            f"of {max_attempts} ({_error_text(error)}); trying again in {delay:.2f}s",
+            attempt=attempt,
+            max_attempts=max_attempts,
+            error=_error_text(error),
+            delay=round(delay, 3),
+        )
+
+    def passed_over(self, record: FailureRecord, failed: int, allowed: int) -> None:
+        """One line per item recorded as failed and passed over (--max-failures)."""
+        cursor = json.loads(record.cursor_json)
+        tries = "1 attempt" if record.attempts == 1 else f"{record.attempts} attempts"
+        self._emit(
+            "item_failed",
+            f"job {self._label}: item at cursor {_short(cursor)} failed after {tries} "
+            f"({record.error_type}: {record.message.splitlines()[0] if record.message else ''})"
+            f"; recorded and passed over ({failed:,} of {allowed:,} allowed)",
+            cursor=cursor,
+            attempts=record.attempts,
+            error_type=record.error_type,
+            message=record.message,
+            failed_items=failed,
+            max_failures=allowed,
+        )
+
     def finished(self, result: RunResult) -> None:
         self._job_id = self._job_id or result.job_id
         # The job's own exception is the one case that shows a traceback (CONTRACT §3).
@@ -248,6 +289,7 @@ class LineReporter:
             cursor=result.cursor,
             reason=result.reason,
             error=None if result.error is None else str(result.error),
+            failed_items=result.failed_items,
             rate=round(self.rate(result.processed), 3),
             **run,
             **({"traceback": trace} if trace and self._json else {}),
@@ -311,22 +353,37 @@ def describe_result(result: RunResult, pace: RunPace | None = None) -> str:
     where = f"{result.processed:,} items done, cursor {_short(result.cursor)}"
     match result.outcome:
         case Outcome.SUCCEEDED if result.reason == "already succeeded":
-            return f"job {job_id} already succeeded ({result.processed:,} items); nothing to do"
+            failed = f", {result.failed_items:,} failed" if result.failed_items else ""
+            return (
+                f"job {job_id} already succeeded ({result.processed:,} items{failed}); "
+                "nothing to do"
+            )
         case Outcome.SUCCEEDED:
             done = f"job {job_id} succeeded: {result.processed:,} items"
-            if pace is None:
-                return done
-            if pace.items == result.processed:
-                return f"{done} in {pace}"
-            return f"{done}; this run {pace.items:,} in {pace}"
+            if pace is not None and pace.items == result.processed:
+                done += f" in {pace}"
+            elif pace is not None:
+                done += f"; this run {pace.items:,} in {pace}"
+            if result.failed_items:
+                done += (
+                    f"; {result.failed_items:,} of them failed and were passed over — "
+                    f"list them: {result.failures_command}"
+                )
+            return done
         case Outcome.STOPPED:
             return f"stopped job {job_id} ({result.reason}): {where} — resume with: {resume}"
         case Outcome.CANCELLED:
             return f"job {job_id} was cancelled: {where}; it will not run again"
         case Outcome.FAILED:
+            recorded = (
+                f"; {result.failed_items:,} failed items recorded before it: "
+                f"{result.failures_command}"
+                if result.failed_items
+                else ""
+            )
             return (
                 f"job {job_id} failed: {type(result.error).__name__}: {result.error} "
-                f"({where}) — fix it, then: {resume}"
+                f"({where}) — fix it, then: {resume}{recorded}"
             )
         case Outcome.REFUSED:
             return f"job {job_id} refused: {result.error}"
@@ -429,6 +486,14 @@ class BarReporter:
 
     def note(self, event: str, text: str, **fields: Any) -> None:
         self._lines.note(event, text, **fields)
+
+    def retrying(
+        self, item: Any, attempt: int, max_attempts: int, error: BaseException, delay: float
+    ) -> None:
+        self._lines.retrying(item, attempt, max_attempts, error, delay)
+
+    def passed_over(self, record: FailureRecord, failed: int, allowed: int) -> None:
+        self._lines.passed_over(record, failed, allowed)
 
 
 class _ConsoleStream:
@@ -575,6 +640,7 @@ _STATUS_COLUMNS: list[tuple[str, str, float | None]] = [
     ("rate", "right", None),
     ("ETA", "right", None),
     ("elapsed", "right", None),
+    ("failed", "right", None),
     ("cursor", "left", 0.2),
     ("note", "left", 0.5),
 ]
@@ -597,6 +663,7 @@ def _status_cells(job: dict[str, Any]) -> list[str]:
         _rate(job.get("rate")),
         _seconds(job.get("eta_seconds")),
         _seconds(job.get("elapsed_seconds")),
+        f"{job['failed_items']:,}" if job.get("failed_items") else "",
         shown_cursor,
         _note(job),
     ]
@@ -665,6 +732,43 @@ def _detail_fields(job: dict[str, Any]) -> list[tuple[str, str]]:
     if job.get("error"):
         fields.append(("error", job["error"]))
     return fields
+
+
+def print_failures_table(job_id: str, records: list[FailureRecord], recorded: int) -> None:
+    """``iterctl failures`` for people: one row per failed item, newest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 200))
+    if not records:
+        console.print(f"job {job_id} has no failed items recorded")
+        return
+    partitioned = any(record.partition for record in records)
+    table = Table(title=f"failed items of job {job_id}")
+    table.add_column("failed at (UTC)", no_wrap=True)
+    if partitioned:
+        table.add_column("partition", justify="right")
+    table.add_column("cursor", overflow="fold")
+    table.add_column("item", overflow="fold")
+    table.add_column("error", overflow="fold")
+    table.add_column("attempts", justify="right")
+    for record in records:
+        cells = [record.failed_at[:19].replace("T", " ")]
+        if partitioned:
+            cells.append(str(record.partition))
+        first_line = record.message.splitlines()[0] if record.message else ""
+        cells += [
+            _short(json.loads(record.cursor_json)),
+            record.item,
+            f"{record.error_type}: {first_line}",
+            str(record.attempts),
+        ]
+        table.add_row(*cells)
+    console.print(table)
+    if recorded > len(records):
+        console.print(f"showing the newest {len(records):,} of {recorded:,} — --limit 0 shows all")
 
 
 def _holder(job: dict[str, Any]) -> str:

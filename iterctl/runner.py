@@ -5,6 +5,10 @@ token and a reporter, and returns a :class:`RunResult` that the CLI maps to an e
 
 The per-item path is kept to what a plain ``for`` loop does plus one attribute read
 (``token.pending``): time is watched by the ticker thread, not by reading the clock here.
+An item that raises goes to :meth:`Runner._item_failed`, which decides from the
+``--max-failures`` budget whether the run passes over it (its record written with the next
+checkpoint) or fails; retries happen inside ``each`` (see :mod:`iterctl.retrying`), which
+is the job's own method unless the job declares ``retry_on``.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from itertools import chain, islice
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
+from iterctl.budget import FailureBudget
 from iterctl.cursor import Cursor, check_cursor, decode_cursor, encode_cursor
 from iterctl.errors import (
     ExitCode,
@@ -25,16 +30,20 @@ from iterctl.errors import (
     LostHoldError,
     StoreUnavailableError,
 )
+from iterctl.failed import failure_record
 from iterctl.job import Job
+from iterctl.retrying import attempts_of, policy_of, retrying_each
 from iterctl.runstats import RunStats
 from iterctl.stopping import StopNow, StopToken, Ticker
 from iterctl.stores import DEFAULT_STORE
-from iterctl.stores.base import Checkpoint, Hold, JobRecord, Status, Store
+from iterctl.stores.base import Checkpoint, FailureRecord, Hold, JobRecord, Status, Store
 
 #: Default seconds between checkpoints: a SIGKILL redoes at most this much work, and at
 #: this pace even an fsync'd SQLite write costs far under 1% of the run.
 DEFAULT_CHECKPOINT_INTERVAL = 5.0
 DEFAULT_PROGRESS_INTERVAL = 10.0
+#: The default budget: the first item that fails ends the run (exit 1).
+NO_FAILURES = FailureBudget()
 
 
 class Outcome(Enum):
@@ -59,6 +68,8 @@ class RunSettings:
     metrics_port: int | None = None
     #: At most this many items in this run (``--limit``), then a resumable stop.
     limit: int | None = None
+    #: --max-failures: how many items may fail and be passed over (default: none).
+    max_failures: FailureBudget = NO_FAILURES
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,10 @@ class RunResult:
     resume_command: str = ""
     #: Seconds since the last saved checkpoint as the run ended (None: none saved).
     checkpoint_age: float | None = None
+    #: Items of this job id (partition) recorded as failed and passed over, in all runs.
+    failed_items: int = 0
+    #: The command that lists them.
+    failures_command: str = ""
 
     @property
     def exit_code(self) -> ExitCode:
@@ -93,6 +108,33 @@ class Reporter(Protocol):
     def progress(self, processed: int, total: int | None, cursor: Cursor) -> None: ...
 
     def finished(self, result: RunResult) -> None: ...
+
+
+@runtime_checkable
+class FailureListener(Protocol):
+    """What a reporter may also hear: each retry of an item, each item passed over.
+    (Optional: a reporter without these methods is told nothing of them.)"""
+
+    def retrying(
+        self, item: Any, attempt: int, max_attempts: int, error: BaseException, delay: float
+    ) -> None: ...
+
+    def passed_over(self, record: FailureRecord, failed: int, allowed: int) -> None: ...
+
+
+def listener_of(reporter: object) -> FailureListener:
+    """``reporter`` itself if it hears retries and failures, else one that hears nothing."""
+    return reporter if isinstance(reporter, FailureListener) else _Deaf()
+
+
+class _Deaf:
+    def retrying(
+        self, item: Any, attempt: int, max_attempts: int, error: BaseException, delay: float
+    ) -> None:
+        pass
+
+    def passed_over(self, record: FailureRecord, failed: int, allowed: int) -> None:
+        pass
 
 
 _HOW_TO_PAIR = "yield pairs like this: return ((row, row.id) for row in rows)"
@@ -140,6 +182,12 @@ class Runner:
         self._total: int | None = hold.record.total
         #: Counts and times for checkpoints, the rate and --metrics-port; never per item.
         self.stats = stats if stats is not None else RunStats(hold.record)
+        # Failures: those the store has for this job id (partition), those recorded since
+        # and waiting for the next checkpoint, and how many the budget allows in all.
+        self._failed = self._saved_failed = hold.record.failed_items
+        self._pending_failures: list[FailureRecord] = []
+        self._allowed = 0
+        self._listener = listener_of(reporter)
 
     # -- the run ----------------------------------------------------------------------
 
@@ -160,8 +208,9 @@ class Runner:
                 # islice is C code: a limit adds nothing per item that Python can see.
                 iterator = source if limit is None else islice(source, limit)
                 # The loop body lives here, not in a helper, so the per-item cost stays a
-                # handful of bytecodes: call, two stores, one attribute test.
-                each = self._job.each_iteration
+                # handful of bytecodes: call, two stores, one attribute test. (The `try`
+                # costs nothing until an item raises.)
+                each = self._each()
                 token = self._token
                 if self._every_item:
                     token.pending = True  # stays raised: _attend checkpoints after each item
@@ -172,7 +221,12 @@ class Runner:
                 stop = self._token.requested
                 self.stats.in_flight = 1
                 for item, next_cursor in iterator if not stop else ():
-                    each(item)
+                    try:
+                        each(item)
+                    except Exception as error:
+                        attempts = attempts_of(error)
+                        if not self._item_failed(item, next_cursor, error, attempts, before=cursor):
+                            raise
                     cursor = next_cursor
                     processed += 1
                     if token.pending and self._attend(cursor, processed):
@@ -184,8 +238,9 @@ class Runner:
                             return self._complete(cursor, processed)
                         return self._stop(cursor, processed, f"--limit {limit} reached")
             return self._stop(cursor, processed, self._token.reason or "stop")
-        except StopNow:
-            return self._stop(cursor, processed, "second SIGINT")
+        except StopNow as stopped:
+            # A stop during a retry's backoff carries its reason; a second SIGINT none.
+            return self._stop(cursor, processed, str(stopped) or "second SIGINT")
         except Exception as error:  # noqa: BLE001 - sorted out just below
             return self._ended_by(error, cursor, processed)
 
@@ -227,6 +282,7 @@ class Runner:
         total = self._total if total is None else total
         if total is not None:
             self._total = total
+        self._allowed = self._settings.max_failures.allowed(total, self._name)
         self._reporter.started(self._hold.record, resumed=not self._first_run, total=total)
         iterator = iter(enumerator)
         first = next(iterator, _END)
@@ -237,6 +293,38 @@ class Runner:
         check_cursor(first[1], self._name)
         # chain() is C code: it adds a few nanoseconds per item, a generator would add 30.
         return chain(((first[0], first[1]),), iterator)
+
+    def _each(self) -> Any:
+        """The job's ``each_iteration``, wrapped for retries only if the job asks for them."""
+        return retrying_each(
+            self._job.each_iteration, policy_of(self._job), self._token, self._listener
+        )
+
+    def _item_failed(
+        self, item: Any, cursor: Cursor, error: Exception, attempts: int, *, before: Cursor
+    ) -> bool:
+        """The seam every loop calls when an item raised after its tries.
+
+        ``cursor`` is the failed item's, ``before`` the cursor of the item enumerated just
+        before it (the pair ``retry-failed`` rebuilds the enumerator from). Within the
+        ``--max-failures`` budget the failure is recorded as pending (the next checkpoint
+        writes it with the cursor that passes it) and True is returned: pass over the item
+        as if done. Otherwise nothing is recorded and False is returned: the run fails as
+        it always has (status failed, exit 1, cursor before the item, every failure so far
+        kept). Call it from the loop's thread only (the owner of the pending records).
+        """
+        if self._failed >= self._allowed:
+            if self._allowed:
+                error.add_note(
+                    f"iterctl: {self._failed:,} items had failed already, and --max-failures "
+                    f"allows {self._allowed:,}: this one ends the run"
+                )
+            return False
+        record = failure_record(item, cursor, before, error, attempts, self._name)
+        self._failed += 1
+        self._pending_failures.append(record)
+        self._listener.passed_over(record, self._failed, self._allowed)
+        return True
 
     def _attend(self, cursor: Cursor, processed: int) -> bool:
         """Handle whatever raised the token's flag; True when the loop must stop."""
@@ -281,7 +369,9 @@ class Runner:
         try:
             self._checkpoint(cursor, processed, Status.FAILED, error=message)
         except InvalidCursorError:
-            # The newest cursor cannot be stored: keep the last one that could.
+            # The newest cursor cannot be stored: keep the last one that could (and not the
+            # failures recorded past it: those items will be tried again).
+            self._pending_failures.clear()
             self._write(self._saved_cursor_json, self._saved_processed, Status.FAILED, message)
         except (JobCancelledError, LostHoldError, StoreUnavailableError):
             pass  # the failure is still reported; the store keeps what it had
@@ -318,13 +408,21 @@ class Runner:
             self._partition_label,
             self._resume_command(),
             self.stats.checkpoint_age(),
+            self._saved_failed,
+            self._command("failures", partition=False),
         )
         self._reporter.finished(result)
         return result
 
     def _resume_command(self) -> str:
-        command = f"iterctl resume {self._hold.job_id}"
-        if self._hold.record.partitions > 1:
+        command = self._command("resume", partition=True)
+        if self._settings.max_failures != NO_FAILURES:
+            command += f" --max-failures {self._settings.max_failures}"
+        return command
+
+    def _command(self, verb: str, *, partition: bool) -> str:
+        command = f"iterctl {verb} {self._hold.job_id}"
+        if partition and self._hold.record.partitions > 1:
             command += f" --partition {self._hold.partition}"
         store = self._store.display_name
         if store != DEFAULT_STORE:
@@ -341,23 +439,28 @@ class Runner:
     def _write(
         self, cursor_json: str | None, processed: int, status: Status, error: str | None
     ) -> None:
+        failures = tuple(self._pending_failures)
         stats = self.stats
         now = stats.now()  # at checkpoint time only: never per item
-        rate = stats.sample(now, processed)
         checkpoint = Checkpoint(
             cursor_json,
             processed,
             status,
             total=self._total,
             error=error,
+            failures=failures,
             elapsed=stats.elapsed(now),
-            rate=rate,
+            rate=stats.sample(now, processed),
         )
         self._store.checkpoint(self._hold, checkpoint)
         stats.checkpointed(now, stats.now())
         stats.total = self._total
         self._saved_cursor_json = cursor_json
         self._saved_processed = processed
+        if failures:
+            del self._pending_failures[: len(failures)]
+            self._saved_failed += len(failures)
+        stats.failed_items = self._saved_failed
 
 
 _END = object()

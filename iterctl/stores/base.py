@@ -6,6 +6,7 @@ Every store (SQL through SQLAlchemy, a JSON file, memory for tests) implements
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
@@ -158,6 +159,7 @@ def checkpointed(current: JobRecord, checkpoint: Checkpoint) -> JobRecord:
         total=current.total if checkpoint.total is None else checkpoint.total,
         elapsed=_kept(checkpoint.elapsed, current.elapsed),
         rate=_kept(checkpoint.rate, current.rate),
+        failed_items=_kept(checkpoint.failed_items, current.failed_items),
         updated_at=utc_now(),
     )
     if current.status is Status.CANCELLED:
@@ -194,6 +196,58 @@ class Hold:
 
 
 @dataclass(frozen=True)
+class FailureRecord:
+    """One item recorded as failed and passed over (``--max-failures``).
+
+    It is written by the checkpoint that passes the item, in the same transaction (or
+    document write) as the cursor: a SIGKILL can neither lose it nor record it twice.
+    A store keeps at most one record per cursor of a partition; writing a record for a
+    cursor that has one replaces it (``retry-failed`` raising the attempts).
+    """
+
+    #: The failed item's cursor, as JSON text.
+    cursor_json: str
+    #: The cursor of the item enumerated just before it (None: it was the first): a
+    #: rebuilt ``build_enumerator(cursor_before)`` yields the failed item first.
+    cursor_before_json: str | None
+    #: A short, bounded repr of the item, for people.
+    item: str
+    error_type: str
+    message: str
+    #: The last frames of the traceback, trimmed.
+    traceback: str
+    #: How many times the item was tried, across every run that tried it.
+    attempts: int
+    failed_at: str = field(default_factory=utc_now)
+    #: Which partition the item belongs to (0 for a plain job); stores fill it in on read.
+    partition: int = 0
+
+    @property
+    def cursor_key(self) -> str:
+        """A fixed-length digest of the cursor: what a store keys the record by."""
+        return cursor_key(self.cursor_json)
+
+    def to_json(self) -> dict[str, Any]:
+        """The object ``iterctl failures --json`` prints for this record."""
+        return {
+            "cursor": decode_cursor(self.cursor_json),
+            "cursor_before": decode_cursor(self.cursor_before_json),
+            "item": self.item,
+            "error_type": self.error_type,
+            "message": self.message,
+            "traceback": self.traceback,
+            "attempts": self.attempts,
+            "failed_at": self.failed_at,
+            "partition": self.partition,
+        }
+
+
+def cursor_key(cursor_json: str) -> str:
+    """The digest a failure record is keyed by (64 hex digits: any cursor fits a key)."""
+    return hashlib.sha256(cursor_json.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """What a checkpoint writes, atomically."""
 
@@ -209,6 +263,32 @@ class Checkpoint:
     #: Running time across every run, and the recent rate (see JobRecord); None keeps them.
     elapsed: float | None = None
     rate: float | None = None
+    #: Failure records to write with this checkpoint (each replaces any record of its
+    #: cursor). When this or ``resolved`` is non-empty, the store sets ``failed_items``
+    #: to the number of records the partition then has, in the same write.
+    failures: tuple[FailureRecord, ...] = ()
+    #: Cursors (JSON text) whose records this checkpoint drops: retried with success.
+    resolved: tuple[str, ...] = ()
+
+
+#: Failure records, newest first (a name that the Store's `list` method can't shadow).
+FailureRecords = list[FailureRecord]
+
+
+def apply_failures(
+    kept: dict[str, FailureRecord], checkpoint: Checkpoint
+) -> dict[str, FailureRecord]:
+    """A partition's records (by cursor JSON) after ``checkpoint``: for value stores."""
+    updated = {key: record for key, record in kept.items() if key not in checkpoint.resolved}
+    for record in checkpoint.failures:
+        updated[record.cursor_json] = record
+    return updated
+
+
+def newest_first(records: list[FailureRecord], limit: int | None) -> list[FailureRecord]:
+    """Records sorted as ``Store.failures`` returns them, cut to ``limit`` (None: all)."""
+    ordered = sorted(records, key=lambda r: (r.failed_at, r.partition, r.cursor_json))[::-1]
+    return ordered if limit is None else ordered[:limit]
 
 
 #: Runs kept per job id and partition: each acquisition adds one, and the oldest beyond
@@ -395,13 +475,19 @@ class Store(Protocol):
         """Save progress under ``hold``.
 
         Raises :class:`~iterctl.errors.LostHoldError` if another process has taken the
-        job id since, and :class:`~iterctl.errors.JobCancelledError` (after saving the
-        cursor and count) if the job was cancelled.
+        job id since (nothing is written, failure records included), and
+        :class:`~iterctl.errors.JobCancelledError` (after saving the cursor, count and
+        failure records) if the job was cancelled.
         """
         ...
 
     def release(self, hold: Hold) -> None:
         """Give the job id back."""
+        ...
+
+    def failures(self, job_id: str, limit: int | None = None) -> FailureRecords:
+        """The failure records of ``job_id`` (every partition), newest first, at most
+        ``limit`` of them (None: all)."""
         ...
 
     def cancel(self, job_id: str) -> JobRecord:

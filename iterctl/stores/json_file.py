@@ -28,6 +28,8 @@ from iterctl.errors import (
 from iterctl.stores.base import (
     RESUMABLE,
     Checkpoint,
+    FailureRecord,
+    FailureRecords,
     Hold,
     JobRecord,
     Records,
@@ -37,16 +39,18 @@ from iterctl.stores.base import (
     Runs,
     Status,
     acquired,
+    apply_failures,
     checkpointed,
     delete_refused,
     ended_run,
     hold_name,
     new_run,
+    newest_first,
     progressed_run,
     started_runs,
     utc_now,
 )
-from iterctl.stores.file_hold import FileHolds
+from iterctl.stores.file_hold import FileHolds, holder_name
 
 SCHEMA_VERSION = 1
 
@@ -182,6 +186,8 @@ class JsonFileStore:
                     raise UsageError(f"unknown job id {name!r} in {self.display_name}")
                 before = _record(raw)
                 if before.status not in RESUMABLE:
+                    # Held all the same (retry-failed on a succeeded job): say by whom.
+                    _put(document, replace(before, holder=holder_name()))
                     return Hold(job_id, before.fence, before, partition)
                 after = acquired(before)
                 _put(document, after)
@@ -203,10 +209,27 @@ class JsonFileStore:
                     "this one stopped without saving"
                 )
             cancelled = current.status is Status.CANCELLED
-            _put(document, checkpointed(current, checkpoint))
+            updated = checkpointed(current, checkpoint)
+            if checkpoint.failures or checkpoint.resolved:
+                # In the same document write as the cursor: both or neither reach the disk.
+                kept = apply_failures(_failures_in(document, name), checkpoint)
+                document.setdefault("failures", {})[name] = {
+                    key: _failure_raw(record) for key, record in kept.items()
+                }
+                updated = replace(updated, failed_items=len(kept))
+            _put(document, updated)
             _update_run(document, hold, lambda run: progressed_run(run, hold, checkpoint))
         if cancelled:
             raise JobCancelledError(f"job {hold.job_id} was cancelled")
+
+    def failures(self, job_id: str, limit: int | None = None) -> FailureRecords:
+        document = self._read()
+        found = [
+            replace(failure, partition=record.partition)
+            for record in self._partitions_in(document, job_id)
+            for failure in _failures_in(document, record.hold_name).values()
+        ]
+        return newest_first(found, limit)
 
     def release(self, hold: Hold) -> None:
         self._holds.drop(hold_name(hold.job_id, hold.partition))
@@ -317,3 +340,16 @@ def _fix(error: OSError) -> str:
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return "make the file and its folder writable by this user, or choose another --store"
     return "check the path given to --store"
+
+
+def _failures_in(document: Document, name: str) -> dict[str, FailureRecord]:
+    """The failure records of one hold name, by cursor JSON (``failures`` is optional:
+    documents written before failure records existed have none)."""
+    raw = document.get("failures", {}).get(name, {})
+    return {key: FailureRecord(**value) for key, value in raw.items()}
+
+
+def _failure_raw(record: FailureRecord) -> dict[str, Any]:
+    raw = asdict(record)
+    del raw["partition"]  # the hold name says it
+    return raw

@@ -10,6 +10,8 @@ from iterctl.errors import JobCancelledError, JobHeldError, LostHoldError, Usage
 from iterctl.stores.base import (
     RESUMABLE,
     Checkpoint,
+    FailureRecord,
+    FailureRecords,
     Hold,
     JobRecord,
     Records,
@@ -18,15 +20,18 @@ from iterctl.stores.base import (
     Runs,
     Status,
     acquired,
+    apply_failures,
     checkpointed,
     delete_refused,
     ended_run,
     hold_name,
     new_run,
+    newest_first,
     progressed_run,
     started_runs,
     utc_now,
 )
+from iterctl.stores.file_hold import holder_name
 
 _RunChange = Callable[[RunRecord], RunRecord]
 
@@ -42,6 +47,8 @@ class MemoryStore:
         self._all_complete: set[str] = set()
         #: Runs per hold name, oldest first.
         self._runs: dict[str, list[RunRecord]] = {}
+        #: Failure records per hold name, by cursor JSON.
+        self._failures: dict[str, dict[str, FailureRecord]] = {}
         self._lock = threading.Lock()
 
     def get(self, job_id: str) -> JobRecord | None:
@@ -89,6 +96,7 @@ class MemoryStore:
                 raise JobHeldError(f"job {name} is already running ({before.holder})")
             self._held.add(name)
             if before.status not in RESUMABLE:
+                self._records[name] = replace(before, holder=holder_name())
                 return Hold(job_id, before.fence, before, partition)
             self._records[name] = acquired(before)
             run = new_run(before, before.fence + 1)
@@ -102,10 +110,25 @@ class MemoryStore:
             if current.fence != hold.fence:
                 raise LostHoldError(f"job {name} was taken over by another process")
             cancelled = current.status is Status.CANCELLED
-            self._records[name] = checkpointed(current, checkpoint)
+            updated = checkpointed(current, checkpoint)
+            if checkpoint.failures or checkpoint.resolved:
+                kept = apply_failures(self._failures.get(name, {}), checkpoint)
+                self._failures[name] = kept
+                updated = replace(updated, failed_items=len(kept))
+            self._records[name] = updated
             self._update_run(hold, lambda run: progressed_run(run, hold, checkpoint))
         if cancelled:
             raise JobCancelledError(f"job {name} was cancelled")
+
+    def failures(self, job_id: str, limit: int | None = None) -> FailureRecords:
+        with self._lock:
+            found = [
+                replace(failure, partition=record.partition)
+                for name, record in self._records.items()
+                if record.job_id == job_id
+                for failure in self._failures.get(name, {}).values()
+            ]
+        return newest_first(found, limit)
 
     def _update_run(self, hold: Hold, change: _RunChange) -> None:
         runs = self._runs.get(hold_name(hold.job_id, hold.partition), [])
@@ -136,6 +159,7 @@ class MemoryStore:
             for name in names:
                 del self._records[name]
                 self._runs.pop(name, None)
+                self._failures.pop(name, None)
             self._all_complete.discard(job_id)
             return len(names)
 

@@ -55,6 +55,8 @@ from iterctl.stores.base import (
     RESUMABLE,
     RUNS_KEPT,
     Checkpoint,
+    FailureRecord,
+    FailureRecords,
     Hold,
     JobRecord,
     Records,
@@ -63,6 +65,7 @@ from iterctl.stores.base import (
     RunRecord,
     Runs,
     Status,
+    cursor_key,
     delete_refused,
     ended_run,
     hold_name,
@@ -413,7 +416,13 @@ class SqlStore:
                     raise UsageError(f"unknown job id {name!r} in {self.display_name}")
                 before = _record(row)
                 if before.status not in RESUMABLE:
-                    conn.rollback()
+                    # Held all the same (retry-failed on a succeeded job): say by whom.
+                    conn.execute(
+                        update(jobs_table)
+                        .where(_matches(job_id, partition))
+                        .values(holder=holder_name())
+                    )
+                    conn.commit()
                     return Hold(job_id, before.fence, before, partition)
                 # A record still marked running after a run began was left by a process
                 # that died: count that as an interruption.
@@ -451,6 +460,9 @@ class SqlStore:
                 progress[column] = value
         fenced = (_matches(hold.job_id, hold.partition), jobs_table.c.fence == hold.fence)
         with self._session_of(hold) as conn:
+            if checkpoint.failures or checkpoint.resolved:
+                # Same transaction as the cursor: a lost hold below rolls these back too.
+                progress["failed_items"] = self._write_failures(conn, hold, checkpoint)
             result = conn.execute(
                 update(jobs_table)
                 .where(*fenced, jobs_table.c.status != Status.CANCELLED.value)
@@ -474,6 +486,40 @@ class SqlStore:
             _note_run_progress(conn, hold, checkpoint)
             conn.commit()
         raise JobCancelledError(f"job {hold.job_id} was cancelled")
+
+    @staticmethod
+    def _write_failures(conn: Connection, hold: Hold, checkpoint: Checkpoint) -> Any:
+        """Replace and drop the checkpoint's failure records; return the new count as a
+        scalar subquery for the job row's ``failed_items``, evaluated in this transaction."""
+        of_hold = (failures_table.c.job_id == hold.job_id) & (
+            failures_table.c.partition_index == hold.partition
+        )
+        keys = [cursor_key(c) for c in checkpoint.resolved]
+        keys += [record.cursor_key for record in checkpoint.failures]
+        # Writing a record replaces the cursor's old one; in slices, as SQLite caps the
+        # number of bound parameters in one statement.
+        for start in range(0, len(keys), 500):
+            chosen = failures_table.c.cursor_key.in_(keys[start : start + 500])
+            conn.execute(delete(failures_table).where(of_hold, chosen))
+        if checkpoint.failures:
+            rows = [_failure_row(hold, record) for record in checkpoint.failures]
+            conn.execute(insert(failures_table), rows)
+        # MySQL cannot read the table an UPDATE writes, but this one is another table.
+        return select(func.count()).select_from(failures_table).where(of_hold).scalar_subquery()
+
+    def failures(self, job_id: str, limit: int | None = None) -> FailureRecords:
+        query = (
+            select(failures_table)
+            .where(failures_table.c.job_id == job_id)
+            .order_by(
+                failures_table.c.failed_at.desc(),
+                failures_table.c.partition_index.desc(),
+                failures_table.c.cursor.desc(),
+            )
+            .limit(limit)
+        )
+        with self._connect() as conn:
+            return [_failure(row) for row in conn.execute(query).mappings()]
 
     @contextmanager
     def _session_of(self, hold: Hold) -> Iterator[Connection]:
@@ -857,4 +903,34 @@ def _record(row: Any) -> JobRecord:
         elapsed=row["elapsed"],
         rate=row["rate"],
         source_json=row["source"],
+    )
+
+
+def _failure_row(hold: Hold, record: FailureRecord) -> dict[str, Any]:
+    return {
+        "job_id": hold.job_id,
+        "partition_index": hold.partition,
+        "cursor_key": record.cursor_key,
+        "cursor": record.cursor_json,
+        "cursor_before": record.cursor_before_json,
+        "item": record.item,
+        "error_type": record.error_type[:300],
+        "message": record.message,
+        "traceback": record.traceback,
+        "attempts": record.attempts,
+        "failed_at": record.failed_at,
+    }
+
+
+def _failure(row: Any) -> FailureRecord:
+    return FailureRecord(
+        cursor_json=row["cursor"],
+        cursor_before_json=row["cursor_before"],
+        item=row["item"],
+        error_type=row["error_type"],
+        message=row["message"],
+        traceback=row["traceback"],
+        attempts=row["attempts"],
+        failed_at=row["failed_at"],
+        partition=row["partition_index"],
     )

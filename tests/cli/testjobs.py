@@ -149,3 +149,64 @@ class Typed(Job):
 
 
 NOT_A_JOB = 42
+
+
+class Transient(Exception):
+    """What Flaky's transient items raise: the job retries it."""
+
+
+def _numbers_in(path: str | None) -> set[int]:
+    if not path or not os.path.exists(path):
+        return set()
+    return {int(word) for word in Path(path).read_text().split()}
+
+
+class Flaky(Job):
+    """Items 0..count-1 that fail on purpose, for the --max-failures tests.
+
+    `bad=PATH`: a file of item numbers that always raise ValueError (fix the data by
+    editing it). `transient=3,9` with `flakes=K`: items that raise Transient on their first
+    K tries, counted across processes in the log (retried: max_attempts 3).
+    `stubborn=PATH`: a file of items that always raise Transient. `gone=PATH`: items the
+    enumerator no longer yields. `backoff` (or $FLAKY_BACKOFF, which wins): the retry
+    backoff base. Logs "try N" before each try and "item N" when done. Splits itself into
+    partitions of [first, end).
+    """
+
+    retry_on = (Transient,)
+    max_attempts = 3
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        backoff = os.environ.get("FLAKY_BACKOFF") or self.params.get("backoff", "0.001")
+        self.retry_backoff = float(backoff)
+        self._bad = _numbers_in(self.params.get("bad"))
+        self._transient = {int(n) for n in self.params.get("transient", "").split(",") if n}
+        self._stubborn = _numbers_in(self.params.get("stubborn"))
+
+    def count(self) -> int:
+        return int(self.params.get("count", "50"))
+
+    def partition_plan(self, count: int) -> list[Any]:
+        size = self.count()
+        return [[i * size // count, (i + 1) * size // count] for i in range(count)]
+
+    def build_enumerator(self, cursor: int | None) -> Iterator[tuple[int, int]]:
+        first, end = self.partition.bounds if self.partition else (0, self.count())
+        start = first if cursor is None else cursor + 1
+        gone = _numbers_in(self.params.get("gone"))
+        return ((n, n) for n in range(start, end) if n not in gone)
+
+    def each_iteration(self, item: int) -> None:
+        log = self.params["log"]
+        _append(log, f"try {item}")
+        if item in self._bad:
+            raise ValueError(f"item {item} is bad")
+        if item in self._stubborn:
+            raise Transient(f"item {item} always flakes")
+        if item in self._transient:
+            tries = Path(log).read_text().splitlines().count(f"try {item}")
+            if tries <= int(self.params.get("flakes", "1")):
+                raise Transient(f"item {item} flaked on try {tries}")
+        time.sleep(float(self.params.get("delay", "0")))
+        _append(log, f"item {item}")

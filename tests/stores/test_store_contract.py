@@ -21,6 +21,7 @@ from iterctl.errors import (
     UsageError,
 )
 from iterctl.stores import Checkpoint, Status, Store, open_store
+from iterctl.stores.base import FailureRecord
 from tests.stores.conftest import (
     StoreUnderTest,
     drop_hold_behind_its_back,
@@ -447,3 +448,177 @@ def test_a_record_round_trips_through_every_field(stores: StoreUnderTest) -> Non
     store.create(record)
 
     assert store.get(record.job_id) == record
+
+
+# -- failure records (--max-failures) ------------------------------------------------
+
+
+def failure(cursor: int, attempts: int = 1, at: str | None = None) -> FailureRecord:
+    """A failure record of the item whose cursor is ``cursor``."""
+    record = FailureRecord(
+        cursor_json=str(cursor),
+        cursor_before_json=None if cursor == 0 else str(cursor - 1),
+        item=f"<item {cursor}>",
+        error_type="ValueError",
+        message=f"item {cursor} is bad",
+        traceback='Traceback (most recent call last):\n  File "job.py"\nValueError\n',
+        attempts=attempts,
+    )
+    return record if at is None else replace(record, failed_at=at)
+
+
+def test_failures_are_written_with_the_checkpoint_and_counted(stores: StoreUnderTest) -> None:
+    """A checkpoint's failure records come back from failures() with every field, and the
+    record's failed_items counts them, in the same write as the cursor."""
+    store = stores.open()
+    job_id = created(store)
+    hold = store.acquire(job_id)
+    first, second = failure(2, at="2026-01-01T00:00:01+00:00"), failure(5, attempts=3)
+
+    store.checkpoint(hold, Checkpoint("3", 4, Status.RUNNING, failures=(first,)))
+    store.checkpoint(hold, Checkpoint("6", 7, Status.RUNNING, failures=(second,)))
+
+    assert stores.open().failures(job_id) == [second, first]  # newest first
+    record = store.get(job_id)
+    assert record is not None
+    assert (record.cursor_json, record.failed_items) == ("6", 2)
+    assert record.to_json()["failed_items"] == 2
+
+
+def test_a_checkpoint_without_failures_keeps_the_records_and_count(
+    stores: StoreUnderTest,
+) -> None:
+    """Checkpoints that carry no records leave earlier records and failed_items alone."""
+    store = stores.open()
+    job_id = created(store)
+    hold = store.acquire(job_id)
+    store.checkpoint(hold, Checkpoint("3", 4, Status.RUNNING, failures=(failure(1),)))
+
+    store.checkpoint(hold, Checkpoint("9", 10, Status.SUCCEEDED))
+
+    assert [f.cursor_json for f in store.failures(job_id)] == ["1"]
+    record = store.get(job_id)
+    assert record is not None
+    assert record.failed_items == 1
+
+
+def test_failures_limit_and_order_are_newest_first(stores: StoreUnderTest) -> None:
+    """failures(job_id, limit) gives the newest `limit` records; other jobs' are not mixed in."""
+    store = stores.open()
+    job_id, other = created(store), created(store)
+    hold, other_hold = store.acquire(job_id), store.acquire(other)
+    records = tuple(failure(n, at=f"2026-01-01T00:00:0{n}+00:00") for n in range(5))
+    store.checkpoint(hold, Checkpoint("9", 10, Status.RUNNING, failures=records))
+    store.checkpoint(other_hold, Checkpoint("9", 10, Status.RUNNING, failures=(failure(7),)))
+
+    assert [f.cursor_json for f in store.failures(job_id, limit=2)] == ["4", "3"]
+    assert [f.cursor_json for f in store.failures(job_id)] == ["4", "3", "2", "1", "0"]
+    assert [f.cursor_json for f in store.failures(other)] == ["7"]
+    assert store.failures(new_job_id()) == []
+
+
+def test_resolved_drops_a_record_and_a_rewrite_replaces_it(stores: StoreUnderTest) -> None:
+    """What retry-failed writes: a resolved cursor's record goes, a record written again
+    for the same cursor replaces the old one (attempts raised), never a second one."""
+    store = stores.open()
+    job_id = created(store)
+    hold = store.acquire(job_id)
+    store.checkpoint(hold, Checkpoint("9", 10, Status.SUCCEEDED, failures=(failure(2), failure(5))))
+
+    again = failure(5, attempts=4)
+    store.checkpoint(
+        hold, Checkpoint("9", 10, Status.SUCCEEDED, failures=(again,), resolved=("2",))
+    )
+
+    assert store.failures(job_id) == [again]
+    record = store.get(job_id)
+    assert record is not None
+    assert (record.failed_items, record.status, record.cursor_json) == (1, Status.SUCCEEDED, "9")
+
+
+def test_a_refused_checkpoint_writes_no_failure_record(stores: StoreUnderTest) -> None:
+    """A checkpoint refused for a lost hold writes neither its cursor nor its records."""
+    first = stores.open()
+    job_id = created(first)
+    stale = first.acquire(job_id)
+    drop_hold_behind_its_back(first, job_id)
+    second = stores.open()
+    second.acquire(job_id)
+
+    with pytest.raises(LostHoldError):
+        first.checkpoint(stale, Checkpoint("5", 6, Status.RUNNING, failures=(failure(3),)))
+
+    assert second.failures(job_id) == []
+    record = second.get(job_id)
+    assert record is not None
+    assert record.failed_items == 0
+
+
+def test_a_cancelled_jobs_checkpoint_still_saves_its_failure_records(
+    stores: StoreUnderTest,
+) -> None:
+    """After cancel, the checkpoint that saves the cursor saves the records it passes too."""
+    store = stores.open()
+    job_id = created(store)
+    hold = store.acquire(job_id)
+    stores.open().cancel(job_id)
+
+    with pytest.raises(JobCancelledError):
+        store.checkpoint(hold, Checkpoint("5", 6, Status.INTERRUPTED, failures=(failure(3),)))
+
+    assert [f.cursor_json for f in store.failures(job_id)] == ["3"]
+    record = store.get(job_id)
+    assert record is not None
+    assert (record.status, record.failed_items, record.cursor_json) == (
+        Status.CANCELLED, 1, "5",
+    )  # fmt: skip
+
+
+def test_failure_records_are_per_partition(stores: StoreUnderTest) -> None:
+    """Each partition keeps its own records and count; failures() lists them all."""
+    store = stores.open()
+    job_id = new_job_id()
+    parts = [replace(new_record(job_id), partition=i, partitions=2) for i in range(2)]
+    store.create_partitions(parts)
+    holds = [store.acquire(job_id, i) for i in range(2)]
+    store.checkpoint(holds[0], Checkpoint("4", 5, Status.RUNNING, failures=(failure(1),)))
+    store.checkpoint(
+        holds[1], Checkpoint("9", 5, Status.RUNNING, failures=(failure(1), failure(7)))
+    )
+
+    found = sorted((f.partition, f.cursor_json) for f in store.failures(job_id))
+    assert found == [(0, "1"), (1, "1"), (1, "7")]
+    assert [r.failed_items for r in store.partitions(job_id)] == [1, 2]
+
+
+def test_a_long_cursor_and_a_long_message_are_kept_whole(stores: StoreUnderTest) -> None:
+    """The record is keyed by a digest: a cursor far longer than any key still fits."""
+    store = stores.open()
+    job_id = created(store)
+    hold = store.acquire(job_id)
+    long_cursor = '"' + "k" * 5000 + '"'
+    record = replace(failure(1), cursor_json=long_cursor, message="m" * 70_000)
+
+    store.checkpoint(hold, Checkpoint(long_cursor, 2, Status.RUNNING, failures=(record,)))
+
+    assert store.failures(job_id) == [record]
+
+
+def test_a_succeeded_job_can_be_held_and_the_holder_is_named(stores: StoreUnderTest) -> None:
+    """retry-failed holds a succeeded job id: acquire leaves its status and fence, names
+    this process as holder, and a second store is refused naming it."""
+    store = stores.open()
+    job_id = created(store)
+    hold = store.acquire(job_id)
+    store.checkpoint(hold, Checkpoint("9", 10, Status.SUCCEEDED))
+    store.release(hold)
+
+    again = store.acquire(job_id)
+
+    record = store.get(job_id)
+    assert record is not None
+    assert (again.fence, record.fence, record.status) == (1, 1, Status.SUCCEEDED)
+    assert record.holder is not None
+    assert THIS_PROCESS in record.holder
+    with pytest.raises(JobHeldError, match=THIS_PROCESS):
+        stores.open().acquire(job_id)
