@@ -23,7 +23,7 @@ class Gated(Job):
     """Items 0..count-1 (split across partitions), `delay` seconds each, one log line per
     item in `logs`/part-N.log. After its final checkpoint (in on_shutdown) it logs
     "shutdown" and waits for the file `logs`/gate, so a test can look at a finished run
-    whose process is still alive."""
+    whose process is still alive. With `fail_every` N, items 7, N+7, 2N+7... raise."""
 
     def _log(self) -> Path:
         part = 0 if self.partition is None else self.partition.index
@@ -34,6 +34,9 @@ class Gated(Job):
 
     def each_iteration(self, item: int) -> None:
         time.sleep(float(self.params.get("delay", "0")))
+        every = int(self.params.get("fail_every", "0"))
+        if every and item % every == 7:
+            raise ValueError(f"item {item} is one of every {every} that fail")
         _append(self._log(), f"item {item}")
 
     def on_shutdown(self) -> None:

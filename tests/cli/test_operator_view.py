@@ -358,15 +358,16 @@ def _counted(port: int, _lines: list[str]) -> bool:
 
 
 def test_metrics_scraped_during_a_partitioned_run_match_status(workdir: Workdir) -> None:
-    """Two partitions, each serving /metrics: scraped while they run, the counts move and
-    one item is in flight; scraped after the final checkpoint, they are what status
-    --json says."""
+    """Two partitions, each serving /metrics, some items failing within --max-failures:
+    scraped while they run, the counts move and one item is in flight; scraped after the
+    final checkpoint, processed and failed items are what status --json says."""
     logs = workdir.path / "logs"
     logs.mkdir()
     shutil.copy(HERE / "operatorjobs.py", workdir.path / "operatorjobs.py")
     ports = [_free_port(), _free_port()]
     command = ["run", "operatorjobs:Gated", "--job-id", "scraped", "--param", f"logs={logs}",
-               "--param", "count=400", "--param", "delay=0.005", "--partitions", "2",
+               "--param", "count=400", "--param", "delay=0.005", "--param", "fail_every=50",
+               "--max-failures", "100", "--partitions", "2",
                "--checkpoint-interval", "0.1", "--progress-interval", "0.1"]  # fmt: skip
     processes = [
         workdir.start(*command, "--partition", str(i), "--metrics-port", str(ports[i]))
@@ -394,7 +395,8 @@ def test_metrics_scraped_during_a_partitioned_run_match_status(workdir: Workdir)
             after = _scrape(ports[i])
             assert after["iterctl_items_processed_total"] == part["processed"] == 200
             assert after["iterctl_items_expected"] == part["total"]
-            assert after["iterctl_items_failed_total"] == part["failed_items"] == 0
+            # Items 7, 57, ... 157 of each half fail and are recorded and passed over.
+            assert after["iterctl_items_failed_total"] == part["failed_items"] == 4
             assert after["iterctl_items_in_flight"] == 0
         assert (
             sum(_scrape(p)["iterctl_items_processed_total"] for p in ports) == status["processed"]
