@@ -88,8 +88,8 @@ def seconds_of(run: Callable[[], object]) -> float:
 
 
 def fill(store: SqlStore, prefix: str, jobs: int, partitions: int) -> list[Any]:
-    """N plain jobs and one job of P partitions, all marked running; on SQLite half of
-    them are held by this process, on a server every (P/40)th."""
+    """N plain jobs and one job of P partitions, all marked running, every (P/12)th of
+    them held by this process."""
     records = [JobRecord(f"{prefix}-{n}", "bench:NoOp", {}, status=Status.SUCCEEDED,
                          processed=n, total=jobs) for n in range(jobs)]  # fmt: skip
     with store._engine.begin() as conn:
@@ -97,8 +97,8 @@ def fill(store: SqlStore, prefix: str, jobs: int, partitions: int) -> list[Any]:
     parts = [JobRecord(f"{prefix}-big", "bench:NoOp", {}, partition=i, partitions=partitions,
                        status=Status.INTERRUPTED) for i in range(partitions)]  # fmt: skip
     store.create_partitions(parts)
-    # On a server each hold is a session of its own: hold a few dozen, not hundreds.
-    step = 2 if store._file_holds is not None else max(2, partitions // 40)
+    # Each hold is a session of its own (a pooled connection on SQLite): a dozen or so.
+    step = max(2, partitions // 12)
     holds = [store.acquire(f"{prefix}-big", i) for i in range(0, partitions, step)]
     # The other half say running with nobody holding them: a killed pod's partitions.
     with store._engine.begin() as conn:

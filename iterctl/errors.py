@@ -61,6 +61,15 @@ class LostHoldError(IterctlError):
     """A checkpoint was refused because another process took the job id over (exit 75)."""
 
     exit_code = ExitCode.RESUMABLE
+    #: How a stopped run names this cause ("stopped job X (lost hold)").
+    reason = "lost hold"
+
+
+class LostSessionError(LostHoldError):
+    """The hold's database session died (a failover, pg_terminate_backend, KILL): its lock
+    and its open transaction went with it (exit 75)."""
+
+    reason = "lost its database session"
 
 
 class JobCancelledError(IterctlError):

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from iterctl.cursor import Cursor
 from iterctl.errors import UsageError
 from iterctl.retrying import DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP
 from iterctl.stopping import StopToken
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class Job:
         job_id: str = "",
         stop_token: StopToken | None = None,
         partition: Partition | None = None,
+        store_location: str = "",
     ) -> None:
         self.params: Any = {} if params is None else params
         #: The id this run works under; useful in logs and for idempotency keys.
@@ -68,6 +72,10 @@ class Job:
         self.stop_token = stop_token if stop_token is not None else StopToken()
         #: Set when the job runs as one of several partitions; None otherwise.
         self.partition = partition
+        #: The run's ``--store`` (a SQLAlchemy URL, or a .json path); "" outside a run.
+        self.store_location = store_location
+        # The open transaction of a coupled run (see `transaction`); set by the runner.
+        self._transaction: Connection | None = None
 
     # -- what every job implements ------------------------------------------------------
 
@@ -82,6 +90,36 @@ class Job:
         """Process one item. Once it returns, the item's cursor is the job's progress."""
         raise NotImplementedError(f"{type(self).__name__} must define each_iteration(self, item)")
 
+    # -- checkpoint-coupled writes ------------------------------------------------------
+
+    @property
+    def coupled_writes(self) -> bool:
+        """True: the job's database writes go through :attr:`transaction` and commit in the
+        transaction of each checkpoint, exactly once even after SIGKILL (CONTRACT §1).
+
+        Set ``coupled_writes = True`` on the class, or define this property to decide at run
+        time (when ``self.store_location`` is the database the job writes to, say). Needs
+        an SQL store, the database the job writes to.
+        """
+        return False
+
+    @property
+    def transaction(self) -> Connection:
+        """The SQLAlchemy Connection inside the open checkpoint transaction.
+
+        Valid from the first item to the last checkpoint (``each_iteration``,
+        ``on_checkpoint``, ``on_complete``) of a job whose :attr:`coupled_writes` is True.
+        Write through it and never commit or roll back: iterctl commits it with the cursor
+        at each checkpoint; an item that raises has its own writes rolled back.
+        """
+        if self._transaction is None:
+            raise UsageError(
+                f"{type(self).__name__}.transaction is open only from the first item to the "
+                "last checkpoint of a job with coupled_writes = True — set it on the class, "
+                "and use self.transaction in each_iteration, on_checkpoint or on_complete"
+            )
+        return self._transaction
+
     # -- optional ----------------------------------------------------------------------
 
     def count(self) -> int | None:
@@ -93,6 +131,11 @@ class Job:
 
     def on_resume(self) -> None:
         """Called before the first item of every later run of this job id."""
+
+    def on_checkpoint(self) -> None:
+        """Called right before every checkpoint is saved, in its transaction for a job with
+        coupled writes: flush buffered writes (bulk inserts, an outbox) here. If it raises,
+        the checkpoint is not saved: the cursor stays where the last one left it."""
 
     def on_shutdown(self) -> None:
         """Called at every stop of a process, whatever the reason, after the last checkpoint."""

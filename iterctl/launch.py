@@ -19,8 +19,9 @@ from iterctl.params import build_params, param_values
 from iterctl.runner import Outcome, Reporter, Runner, RunResult, RunSettings
 from iterctl.runstats import RunStats
 from iterctl.stopping import StopToken
-from iterctl.stores import open_store
+from iterctl.stores import DEFAULT_STORE, open_store
 from iterctl.stores.base import (
+    CoupledWrites,
     Hold,
     JobRecord,
     RunEnd,
@@ -60,14 +61,20 @@ def run_job(
     job_class = job_class or load_job_class(job_path)
     params = build_params(job_class, raw_params)
     opened = store is None
+    # What the job sees as self.store_location: the --store given, or the store handed in.
+    location = store_location or (DEFAULT_STORE if store is None else store.display_name)
     store = open_store(store_location) if store is None else store
     try:
+        new_id = job_id is None
         if job_id is None:
             job_id = f"{job_class.__name__.lower()}-{secrets.token_hex(4)}"
+        job = job_class(params, job_id=job_id, stop_token=token, store_location=location)
+        _check_coupling(job, store, settings, partitions)  # before anything is written
+        if new_id:
             announce_id(job_id)
         records = store.partitions(job_id)
         if not records:
-            planned = _plan(job_class(params, job_id=job_id, stop_token=token), partitions)
+            planned = _plan(job, partitions)
             new = [
                 JobRecord(
                     job_id,
@@ -84,7 +91,9 @@ def run_job(
             records, _created = store.create_partitions(new)
         _check_same_job(records[0], job_path, job_class, raw_params)
         _check_same_plan(records, partitions)
-        return _launch(store, records[index], job_class, params, settings, token, reporter)
+        return _launch(
+            store, records[index], job_class, params, settings, token, reporter, location
+        )
     finally:
         if opened:
             store.close()
@@ -117,7 +126,8 @@ def resume_job(
         record = records[_check_partition_index(partition, records[0].partitions)]
         job_class = job_class or load_job_class(record.job)
         params = build_params(job_class, record.params)
-        return _launch(store, record, job_class, params, settings, token, reporter)
+        location = store_location or store.display_name
+        return _launch(store, record, job_class, params, settings, token, reporter, location)
     finally:
         if opened:
             store.close()
@@ -223,12 +233,20 @@ def _launch(
     settings: RunSettings,
     token: StopToken,
     reporter: Reporter,
+    store_location: str,
 ) -> RunResult:
     partition = None
     if record.partitions > 1:
         bounds = decode_cursor(record.bounds_json)
         partition = Partition(record.partition, record.partitions, bounds)
-    job = job_class(params, job_id=record.job_id, stop_token=token, partition=partition)
+    job = job_class(
+        params,
+        job_id=record.job_id,
+        stop_token=token,
+        partition=partition,
+        store_location=store_location,
+    )
+    coupling = _check_coupling(job, store, settings, record.partitions)
     done = _already_ended(record)
     if done is not None:
         _finish_all_complete(store, job)
@@ -254,6 +272,7 @@ def _launch(
             settings=settings,
             first_run=hold.fence == 1,  # the fence counts acquisitions: 1 is the first run
             stats=stats,
+            coupled=_couple(store, hold) if coupling else None,
         )
         result = runner.run()
         _record_run_end(store, hold, result, record.job)
@@ -309,6 +328,38 @@ def _acquire(store: Store, record: JobRecord) -> Hold:
             f"({holder}) — wait for it to stop, or run another of its {record.partitions} "
             "partitions (--partition I); this process changed nothing"
         ) from None
+
+
+def _check_coupling(job: Job, store: Store, settings: RunSettings, partitions: int) -> bool:
+    """Whether the job's writes commit with its checkpoints; refuse what cannot work."""
+    if not job.coupled_writes:
+        return False
+    name = type(job).__name__
+    if not callable(getattr(store, "couple", None)):
+        raise UsageError(
+            f"{name} sets coupled_writes, so its writes commit in the checkpoint's "
+            f"transaction, which needs an SQL store, not {store.display_name} — run it with "
+            "--store set to the database it writes to (sqlite:///FILE.db, "
+            "postgresql+psycopg://…, mysql+pymysql://…)"
+        )
+    if settings.concurrency > 1:
+        raise UsageError(
+            f"{name} sets coupled_writes, which cannot run with --concurrency "
+            f"{settings.concurrency}: its writes and its cursor commit in one transaction on "
+            "one session — use --concurrency 1, or --partitions N on PostgreSQL or MySQL"
+        )
+    if partitions > 1 and getattr(store, "single_writer", False):
+        raise UsageError(
+            f"{name} sets coupled_writes, and a coupled run on SQLite holds the file's only "
+            "write lock for a whole checkpoint interval, so its partitions would wait on "
+            "each other — run the partitions on a PostgreSQL or MySQL store"
+        )
+    return True
+
+
+def _couple(store: Store, hold: Hold) -> CoupledWrites:
+    coupled: CoupledWrites = store.couple(hold)  # type: ignore[attr-defined]
+    return coupled
 
 
 def _finish_all_complete(store: Store, job: Job) -> None:

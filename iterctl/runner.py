@@ -14,7 +14,7 @@ is the job's own method unless the job declares ``retry_on``.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from itertools import chain, islice
@@ -29,6 +29,7 @@ from iterctl.errors import (
     JobCancelledError,
     LostHoldError,
     StoreUnavailableError,
+    UsageError,
 )
 from iterctl.failed import failure_record
 from iterctl.job import Job
@@ -36,7 +37,15 @@ from iterctl.retrying import attempts_of, policy_of, retrying_each
 from iterctl.runstats import RunStats
 from iterctl.stopping import StopNow, StopToken, Ticker
 from iterctl.stores import DEFAULT_STORE
-from iterctl.stores.base import Checkpoint, FailureRecord, Hold, JobRecord, Status, Store
+from iterctl.stores.base import (
+    Checkpoint,
+    CoupledWrites,
+    FailureRecord,
+    Hold,
+    JobRecord,
+    Status,
+    Store,
+)
 
 #: Default seconds between checkpoints: a SIGKILL redoes at most this much work, and at
 #: this pace even an fsync'd SQLite write costs far under 1% of the run.
@@ -70,6 +79,8 @@ class RunSettings:
     limit: int | None = None
     #: --max-failures: how many items may fail and be passed over (default: none).
     max_failures: FailureBudget = NO_FAILURES
+    #: Items in progress at once (--concurrency, issue 10); coupled writes need 1.
+    concurrency: int = 1
 
 
 @dataclass(frozen=True)
@@ -162,8 +173,11 @@ class Runner:
         settings: RunSettings,
         first_run: bool,
         stats: RunStats | None = None,
+        coupled: CoupledWrites | None = None,
     ) -> None:
         self._job = job
+        #: The open transaction the job writes through, when it asked for coupled writes.
+        self._coupled = coupled
         self._store = store
         self._hold = hold
         self._token = token
@@ -211,13 +225,12 @@ class Runner:
                 # handful of bytecodes: call, two stores, one attribute test. (The `try`
                 # costs nothing until an item raises.)
                 each = self._each()
+                if self._coupled is not None:
+                    self._coupled.begin()
+                    self._job._transaction = self._coupled.connection
                 token = self._token
                 if self._every_item:
                     token.pending = True  # stays raised: _attend checkpoints after each item
-                else:
-                    # Save after the first item too, so that `status` shows the total,
-                    # progress and a rate at once rather than one interval later.
-                    token.checkpoint_due = token.pending = True
                 stop = self._token.requested
                 self.stats.in_flight = 1
                 for item, next_cursor in iterator if not stop else ():
@@ -246,10 +259,14 @@ class Runner:
 
     def _ended_by(self, error: Exception, cursor: Cursor, processed: int) -> RunResult:
         """Map an exception that ended the loop to its outcome."""
+        if isinstance(error, _HookFailed):
+            # on_checkpoint raised: what it should have flushed is not saved, so neither
+            # is the cursor that would claim it.
+            return self._fail(Outcome.FAILED, cursor, processed, error.error, keep_saved=True)
         if isinstance(error, JobCancelledError):
             return self._finish(Outcome.CANCELLED, cursor, processed)
         if isinstance(error, LostHoldError):
-            return self._finish(Outcome.STOPPED, cursor, processed, "lost hold", error)
+            return self._finish(Outcome.STOPPED, cursor, processed, error.reason, error)
         if isinstance(error, StoreUnavailableError):
             return self._finish(Outcome.STORE_UNAVAILABLE, cursor, processed, error=error)
         if isinstance(error, IterctlError):
@@ -295,10 +312,13 @@ class Runner:
         return chain(((first[0], first[1]),), iterator)
 
     def _each(self) -> Any:
-        """The job's ``each_iteration``, wrapped for retries only if the job asks for them."""
-        return retrying_each(
-            self._job.each_iteration, policy_of(self._job), self._token, self._listener
-        )
+        """The job's ``each_iteration``, wrapped only for what the job asks for: a savepoint
+        per item for coupled writes (innermost, so that a failed attempt's writes are rolled
+        back before the next), then retries."""
+        each: Callable[[Any], object] = self._job.each_iteration
+        if self._coupled is not None:
+            each = self._coupled.wrap(each)
+        return retrying_each(each, policy_of(self._job), self._token, self._listener)
 
     def _item_failed(
         self, item: Any, cursor: Cursor, error: Exception, attempts: int, *, before: Cursor
@@ -358,26 +378,45 @@ class Runner:
         except StoreUnavailableError as error:
             return self._finish(Outcome.STORE_UNAVAILABLE, cursor, processed, error=error)
         except LostHoldError as error:
-            return self._finish(Outcome.STOPPED, cursor, processed, "lost hold", error)
+            return self._finish(Outcome.STOPPED, cursor, processed, error.reason, error)
         return self._finish(Outcome.STOPPED, cursor, processed, reason)
 
     def _fail(
-        self, outcome: Outcome, cursor: Cursor, processed: int, error: BaseException
+        self,
+        outcome: Outcome,
+        cursor: Cursor,
+        processed: int,
+        error: BaseException,
+        *,
+        keep_saved: bool = False,
     ) -> RunResult:
         """Save the last completed item's cursor with status failed, then run on_error."""
         message = f"{type(error).__name__}: {error}" if outcome is Outcome.FAILED else str(error)
         try:
-            self._checkpoint(cursor, processed, Status.FAILED, error=message)
-        except InvalidCursorError:
-            # The newest cursor cannot be stored: keep the last one that could (and not the
-            # failures recorded past it: those items will be tried again).
-            self._pending_failures.clear()
-            self._write(self._saved_cursor_json, self._saved_processed, Status.FAILED, message)
+            if keep_saved:
+                self._fail_at_saved(message)
+            else:
+                try:
+                    self._checkpoint(cursor, processed, Status.FAILED, error=message)
+                except (UsageError, _HookFailed):
+                    # A cursor that cannot be stored, a flush that failed, a transaction
+                    # the job ended itself: keep the cursor the store has.
+                    self._fail_at_saved(message)
         except (JobCancelledError, LostHoldError, StoreUnavailableError):
             pass  # the failure is still reported; the store keeps what it had
+        self._job._transaction = None
         if outcome is Outcome.FAILED:
             self._job.on_error(error)
         return self._finish(outcome, cursor, processed, error=error)
+
+    def _fail_at_saved(self, message: str) -> None:
+        """The newest cursor cannot be stored, or what it claims was not flushed: mark the
+        job failed at the cursor the store has, dropping the coupled writes made since (and
+        the failures recorded past it: those items will be tried again)."""
+        self._pending_failures.clear()
+        if self._coupled is not None:
+            self._coupled.rollback()
+        self._write(self._saved_cursor_json, self._saved_processed, Status.FAILED, message)
 
     def _finish(
         self,
@@ -388,6 +427,7 @@ class Runner:
         error: BaseException | None = None,
     ) -> RunResult:
         self.stats.in_flight = 0
+        self._job._transaction = None  # the last checkpoint is behind us
         if outcome is not Outcome.SUCCEEDED:
             # What the store holds is the truth a resume starts from: report that.
             cursor = decode_cursor(self._saved_cursor_json)
@@ -434,7 +474,17 @@ class Runner:
     def _checkpoint(
         self, cursor: Cursor, processed: int, status: Status, error: str | None = None
     ) -> None:
-        self._write(encode_cursor(cursor, self._name), processed, status, error)
+        cursor_json = encode_cursor(cursor, self._name)
+        try:
+            self._job.on_checkpoint()
+        except Exception as hook_error:
+            raise _HookFailed(hook_error) from hook_error
+        coupled = self._coupled
+        if coupled is not None:
+            coupled.check_open()
+        self._write(cursor_json, processed, status, error)
+        if coupled is not None and status is Status.RUNNING:
+            coupled.begin()  # the next batch's writes go into the next transaction
 
     def _write(
         self, cursor_json: str | None, processed: int, status: Status, error: str | None
@@ -464,6 +514,14 @@ class Runner:
 
 
 _END = object()
+
+
+class _HookFailed(Exception):
+    """``on_checkpoint`` raised ``error``: the checkpoint it preceded was not saved."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _is_unpacking_error(error: BaseException) -> bool:

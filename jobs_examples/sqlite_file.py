@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
 
 
 def sqlite_engine(path: str | Path) -> Engine:
@@ -22,3 +23,11 @@ def sqlite_engine(path: str | Path) -> Engine:
         connection.execute("PRAGMA synchronous=NORMAL")
 
     return engine
+
+
+def is_sqlite_file(store_location: str, path: str | Path) -> bool:
+    """True when the store ``store_location`` (a ``--store`` URL) is the SQLite file ``path``."""
+    if not store_location.startswith("sqlite:"):
+        return False
+    database = make_url(store_location).database
+    return database is not None and Path(database).resolve() == Path(path).resolve()

@@ -10,7 +10,7 @@ import hashlib
 import os
 import re
 import socket
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -289,6 +289,33 @@ def newest_first(records: list[FailureRecord], limit: int | None) -> list[Failur
     """Records sorted as ``Store.failures`` returns them, cut to ``limit`` (None: all)."""
     ordered = sorted(records, key=lambda r: (r.failed_at, r.partition, r.cursor_json))[::-1]
     return ordered if limit is None else ordered[:limit]
+
+
+class CoupledWrites(Protocol):
+    """The open transaction of a run whose job writes commit with its checkpoints.
+
+    Only SQL stores offer it (:meth:`SqlStore.couple`); the next ``Store.checkpoint`` under
+    the same hold commits the job's writes with the cursor.
+    """
+
+    #: The SQLAlchemy Connection inside the open transaction (``Job.transaction``).
+    connection: Any
+
+    def begin(self) -> None:
+        """Open the transaction that the next checkpoint commits."""
+        ...
+
+    def wrap(self, each: Callable[[Any], object]) -> Callable[[Any], None]:
+        """``each`` run in a savepoint: an item that raises takes only its own writes back."""
+        ...
+
+    def check_open(self) -> None:
+        """Raise a UsageError if the job's code ended the transaction itself."""
+        ...
+
+    def rollback(self) -> None:
+        """Drop the writes made since the last checkpoint."""
+        ...
 
 
 #: Runs kept per job id and partition: each acquisition adds one, and the oldest beyond

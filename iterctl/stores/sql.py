@@ -10,8 +10,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
+from math import inf
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     case,
     create_engine,
     delete,
@@ -44,6 +48,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import NullPool
 
 from iterctl.errors import (
+    IterctlError,
     JobCancelledError,
     JobHeldError,
     LostHoldError,
@@ -72,6 +77,7 @@ from iterctl.stores.base import (
     new_run,
     utc_now,
 )
+from iterctl.stores.coupled import SqlCoupledWrites, lost_session
 from iterctl.stores.file_hold import FileHolds, holder_name
 
 #: Bumped whenever the tables change; a store written by a newer iterctl is refused.
@@ -162,6 +168,9 @@ runs_table = Table(
 
 _MYSQL = ("mysql", "mariadb")
 
+#: How often a checkpoint also moves its run's history row (items, end cursor).
+_RUN_PROGRESS_SECONDS = 1.0
+
 #: How to bring a store from schema version N to N + 1: statements, each with the
 #: dialects it is for (None: every dialect); tables new in N + 1 are created after them.
 _MIGRATIONS: dict[int, list[tuple[str, tuple[str, ...] | None]]] = {
@@ -221,6 +230,8 @@ class SqlStore:
             ) from None
         self.display_name = parsed.render_as_string(hide_password=True)
         self._dialect = parsed.get_backend_name()
+        #: One writer at a time (SQLite): a coupled run's transaction blocks every other.
+        self.single_writer = self._dialect == "sqlite"
         self._create = create
         self._engine = self._create_engine(parsed)
         self._file_holds: FileHolds | None = None
@@ -232,7 +243,13 @@ class SqlStore:
                     "give a file, e.g. sqlite:///iterctl.db"
                 )
             self._file_holds = FileHolds(Path(database))
+        #: Each hold's own database session: on PostgreSQL/MySQL the one that holds the
+        #: lock; on SQLite one opened with the flock. Checkpoints go through it.
         self._hold_connections: dict[str, Connection] = {}
+        #: When each hold's run row was last moved (see _note_run_progress).
+        self._run_noted: dict[str, float] = {}
+        self._run_progress: _Prepared | None = None
+        self._checkpoint_statement: _Prepared | None = None
         self._ensure_schema()
 
     # -- setup ------------------------------------------------------------------------
@@ -246,7 +263,7 @@ class SqlStore:
             connect_args["connect_timeout"] = 5
         try:
             # A server store keeps no idle pooled session: while a job runs, its hold's
-            # session is the only one (checkpoints go through it, see _session_of).
+            # session is the only one (checkpoints go through it, see checkpoint).
             pooling: dict[str, Any] = (
                 {"poolclass": NullPool}
                 if url.get_backend_name() != "sqlite"
@@ -441,6 +458,8 @@ class SqlStore:
                 if result.rowcount != 1:
                     raise LostHoldError(f"job {job_id} was taken over while starting — retry")
                 _start_run(conn, new_run(before, before.fence + 1))
+                if self._run_progress is None:  # compiled here, not at a checkpoint
+                    self._run_progress = _Prepared(_RUN_PROGRESS, self._engine.dialect)
                 conn.commit()
         except BaseException:
             self._drop_lock(name)
@@ -448,49 +467,99 @@ class SqlStore:
         return Hold(job_id, before.fence + 1, before, partition)
 
     def checkpoint(self, hold: Hold, checkpoint: Checkpoint) -> None:
-        progress: dict[str, Any] = {
-            "cursor": checkpoint.cursor_json,
-            "processed": checkpoint.processed,
-            "done": checkpoint.done_json,
-            "updated_at": utc_now(),
+        conn = self._hold_connections.get(hold_name(hold.job_id, hold.partition))
+        if conn is None:  # the hold was released: say so as a takeover would
+            raise LostHoldError(f"job {hold.job_id} is no longer held by this process")
+        statement = self._checkpoint_statement or self._prepare_checkpoint()
+        values = {
+            "new_cursor": checkpoint.cursor_json,
+            "new_processed": checkpoint.processed,
+            "new_done": checkpoint.done_json,
+            "new_status": checkpoint.status.value,
+            "new_error": checkpoint.error,
+            "new_updated_at": utc_now(),
+            # None keeps what the store has (COALESCE in the statement).
+            "new_total": checkpoint.total,
+            "new_failed_items": checkpoint.failed_items,
+            "new_elapsed": checkpoint.elapsed,
+            "new_rate": checkpoint.rate,
+            "interrupted": 1 if checkpoint.status is Status.INTERRUPTED else 0,
+            "key_job_id": hold.job_id,
+            "key_partition": hold.partition,
+            "key_fence": hold.fence,
+            "cancelled": Status.CANCELLED.value,
         }
-        for column in ("total", "failed_items", "elapsed", "rate"):
-            value = getattr(checkpoint, column)
-            if value is not None:  # None keeps what the store has
-                progress[column] = value
-        fenced = (_matches(hold.job_id, hold.partition), jobs_table.c.fence == hold.fence)
-        with self._session_of(hold) as conn:
-            if checkpoint.failures or checkpoint.resolved:
-                # Same transaction as the cursor: a lost hold below rolls these back too.
-                progress["failed_items"] = self._write_failures(conn, hold, checkpoint)
-            result = conn.execute(
-                update(jobs_table)
-                .where(*fenced, jobs_table.c.status != Status.CANCELLED.value)
-                .values({**progress, **_status_change(checkpoint)})
-            )
-            if result.rowcount == 1:
-                _note_run_progress(conn, hold, checkpoint)
-                conn.commit()
-                return
-            # Either the job was cancelled or another process took it over: find out which.
-            fence = conn.execute(
-                select(jobs_table.c.fence).where(_matches(hold.job_id, hold.partition))
-            ).scalar()
-            if fence != hold.fence:
+        try:
+            with self._one_transaction(conn, bool(checkpoint.failures or checkpoint.resolved)):
+                if checkpoint.failures or checkpoint.resolved:
+                    # Same transaction as the cursor: a lost hold below rolls these back too.
+                    checkpoint = replace(
+                        checkpoint, failed_items=self._write_failures(conn, hold, checkpoint)
+                    )
+                    values["new_failed_items"] = checkpoint.failed_items
+                self._note_run_progress(conn, hold, checkpoint)
+                result = conn.exec_driver_sql(statement.sql, statement.bind(values))
+                if result.rowcount == 1:
+                    conn.commit()  # with a coupled run, the job's writes commit here too
+                    return
+                self._checkpoint_refused(conn, hold, checkpoint)
+        except sa_exc.DBAPIError as error:
+            raise self._session_error(hold, error) from None
+
+    def _note_run_progress(self, conn: Connection, hold: Hold, checkpoint: Checkpoint) -> None:
+        """Move the run's history row (items, end cursor: what a lost run is remembered
+        by) at most once a second, and at every checkpoint that ends the run: a
+        checkpoint after every item must not cost two writes. Inside the checkpoint's
+        transaction when it has one (a coupled run, failure records), else on its own."""
+        name = hold_name(hold.job_id, hold.partition)
+        now = time.monotonic()
+        final = checkpoint.status is not Status.RUNNING
+        if not final and now - self._run_noted.get(name, -inf) < _RUN_PROGRESS_SECONDS:
+            return
+        self._run_noted[name] = now
+        if self._run_progress is not None:
+            values = {
+                "new_items": max(0, checkpoint.processed - hold.record.processed),
+                "new_cursor_end": checkpoint.cursor_json,
+                "key_job_id": hold.job_id,
+                "key_partition": hold.partition,
+                "key_fence": hold.fence,
+            }
+            conn.exec_driver_sql(self._run_progress.sql, self._run_progress.bind(values))
+
+    @contextmanager
+    def _one_transaction(self, conn: Connection, needed: bool) -> Iterator[None]:
+        """When ``needed``, make the block one transaction on a hold session that runs in
+        autocommit (a server store's lock session, SQLite's driver autocommit), unless a
+        coupled run has one open already: a checkpoint that writes failure records must
+        write them with the cursor, or not at all."""
+        if not needed:
+            yield
+            return
+        if self._dialect == "sqlite":
+            dbapi = conn.connection.dbapi_connection
+            if not dbapi.in_transaction:  # type: ignore[union-attr]
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
                 conn.rollback()
-                raise LostHoldError(
-                    f"job {hold.job_id} was taken over by another process; "
-                    "this one stopped without saving"
-                )
-            conn.execute(update(jobs_table).where(*fenced).values(progress))
-            _note_run_progress(conn, hold, checkpoint)
-            conn.commit()
-        raise JobCancelledError(f"job {hold.job_id} was cancelled")
+                raise
+            return
+        autocommit = conn.get_isolation_level() == "AUTOCOMMIT"
+        if autocommit:
+            conn.execution_options(isolation_level=conn.default_isolation_level)
+        try:
+            yield
+        finally:
+            if autocommit:
+                conn.rollback()  # a no-op after the commit; ends a refused write
+                conn.execution_options(isolation_level="AUTOCOMMIT")
 
     @staticmethod
-    def _write_failures(conn: Connection, hold: Hold, checkpoint: Checkpoint) -> Any:
-        """Replace and drop the checkpoint's failure records; return the new count as a
-        scalar subquery for the job row's ``failed_items``, evaluated in this transaction."""
+    def _write_failures(conn: Connection, hold: Hold, checkpoint: Checkpoint) -> int:
+        """Replace and drop the checkpoint's failure records; return the hold's new count
+        of them, read in this transaction."""
         of_hold = (failures_table.c.job_id == hold.job_id) & (
             failures_table.c.partition_index == hold.partition
         )
@@ -504,8 +573,8 @@ class SqlStore:
         if checkpoint.failures:
             rows = [_failure_row(hold, record) for record in checkpoint.failures]
             conn.execute(insert(failures_table), rows)
-        # MySQL cannot read the table an UPDATE writes, but this one is another table.
-        return select(func.count()).select_from(failures_table).where(of_hold).scalar_subquery()
+        count = select(func.count()).select_from(failures_table).where(of_hold)
+        return int(conn.execute(count).scalar_one())
 
     def failures(self, job_id: str, limit: int | None = None) -> FailureRecords:
         query = (
@@ -521,17 +590,90 @@ class SqlStore:
         with self._connect() as conn:
             return [_failure(row) for row in conn.execute(query).mappings()]
 
-    @contextmanager
-    def _session_of(self, hold: Hold) -> Iterator[Connection]:
-        """The hold's own database session where it has one (PostgreSQL, MySQL), so that a
-        running process needs one session, not two: 10,000 pods, 10,000 connections."""
-        conn = self._hold_connections.get(hold_name(hold.job_id, hold.partition))
-        if conn is None:
-            with self._connect() as pooled:
-                yield pooled
-        else:
+    def _prepare_checkpoint(self) -> _Prepared:
+        """The checkpoint's UPDATE, compiled once per store: each checkpoint then costs
+        one statement and one commit, with nothing for SQLAlchemy to build or look up."""
+        c = jobs_table.c
+
+        def keep_unless(name: str, column: Any) -> Any:
+            return func.coalesce(bindparam(name, type_=column.type), column)
+
+        statement = (
+            update(jobs_table)
+            .where(
+                c.job_id == bindparam("key_job_id"),
+                c.partition_index == bindparam("key_partition"),
+                c.fence == bindparam("key_fence"),
+                c.status != bindparam("cancelled"),
+            )
+            .values(
+                cursor=bindparam("new_cursor", type_=c.cursor.type),
+                processed=bindparam("new_processed", type_=c.processed.type),
+                done=bindparam("new_done", type_=c.done.type),
+                status=bindparam("new_status", type_=c.status.type),
+                error=bindparam("new_error", type_=c.error.type),
+                updated_at=bindparam("new_updated_at", type_=c.updated_at.type),
+                total=keep_unless("new_total", c.total),
+                failed_items=keep_unless("new_failed_items", c.failed_items),
+                elapsed=keep_unless("new_elapsed", c.elapsed),
+                rate=keep_unless("new_rate", c.rate),
+                times_interrupted=c.times_interrupted + bindparam("interrupted", type_=Integer),
+            )
+        )
+        self._checkpoint_statement = _Prepared(statement, self._engine.dialect)
+        return self._checkpoint_statement
+
+    def _checkpoint_refused(self, conn: Connection, hold: Hold, checkpoint: Checkpoint) -> None:
+        """The fenced UPDATE matched nothing: the job was cancelled (save the cursor and
+        count, then say so) or another process took it over (save nothing)."""
+        fence = conn.execute(
+            select(jobs_table.c.fence).where(_matches(hold.job_id, hold.partition))
+        ).scalar()
+        if fence != hold.fence:
+            conn.rollback()
+            raise LostHoldError(
+                f"job {hold.job_id} was taken over by another process; "
+                "this one stopped without saving"
+            )
+        progress: dict[str, Any] = {
+            "cursor": checkpoint.cursor_json,
+            "processed": checkpoint.processed,
+            "done": checkpoint.done_json,
+            "updated_at": utc_now(),
+        }
+        for column in ("total", "failed_items", "elapsed", "rate"):
+            value = getattr(checkpoint, column)
+            if value is not None:  # None keeps what the store has
+                progress[column] = value
+        conn.execute(
+            update(jobs_table)
+            .where(_matches(hold.job_id, hold.partition), jobs_table.c.fence == hold.fence)
+            .values(progress)
+        )
+        conn.commit()
+        raise JobCancelledError(f"job {hold.job_id} was cancelled")
+
+    def _session_error(self, hold: Hold, error: sa_exc.DBAPIError) -> IterctlError:
+        """A database error on the hold's session: a dead session means the hold is lost
+        (exit 75, its transaction rolled back); anything else is the store failing (69)."""
+        if error.connection_invalidated:
+            return lost_session(hold.job_id)
+        return StoreUnavailableError(
+            f"cannot use the store {self.display_name}: {_first_line(error)} — "
+            "check the URL, the credentials and that the server is up"
+        )
+
+    def couple(self, hold: Hold) -> SqlCoupledWrites:
+        """Open the job's writes to the checkpoint's transaction on the hold's session:
+        from now on they commit only with a checkpoint under ``hold``."""
+        conn = self._hold_connections[hold_name(hold.job_id, hold.partition)]
+        if self._dialect != "sqlite":
+            # The server session took its lock in autocommit mode; the job's writes need
+            # a transaction that only the checkpoint ends. The lock is the session's.
             with self._connect_errors():
-                yield conn
+                conn.rollback()
+                conn.execution_options(isolation_level=conn.default_isolation_level)
+        return SqlCoupledWrites(conn, hold.job_id, self.display_name)
 
     def release(self, hold: Hold) -> None:
         self._drop_lock(hold_name(hold.job_id, hold.partition))
@@ -543,7 +685,7 @@ class SqlStore:
         ended = ended_run(start, end, hold.record.processed)
         # As ended_run says: never fewer items than a checkpoint of this run saved.
         more = runs_table.c["items"] <= ended.items
-        with self._session_of(hold) as conn:
+        with self._hold_session(hold) as conn:
             conn.execute(
                 update(runs_table)
                 .where(_run_of(hold))
@@ -557,6 +699,17 @@ class SqlStore:
                 )
             )
             conn.commit()
+
+    @contextmanager
+    def _hold_session(self, hold: Hold) -> Iterator[Connection]:
+        """The hold's own session while it lasts (no second connection), else a new one."""
+        conn = self._hold_connections.get(hold_name(hold.job_id, hold.partition))
+        if conn is None:
+            with self._connect() as fresh:
+                yield fresh
+        else:
+            with self._connect_errors():
+                yield conn
 
     def runs(self, job_id: str, limit: int | None = None) -> Runs:
         query = (
@@ -662,6 +815,11 @@ class SqlStore:
     def _take_lock(self, job_id: str) -> None:
         if self._file_holds is not None:
             self._file_holds.take(job_id)
+            try:
+                self._hold_connections[job_id] = self._sqlite_session()
+            except BaseException:
+                self._file_holds.drop(job_id)
+                raise
             return
         # A dedicated autocommit connection: the lock lives exactly as long as this
         # session, so a killed process releases it when its socket closes.
@@ -679,15 +837,28 @@ class SqlStore:
         self._hold_connections[job_id] = conn
 
     def _drop_lock(self, job_id: str) -> None:
-        if self._file_holds is not None:
-            self._file_holds.drop(job_id)
-            return
         conn = self._hold_connections.pop(job_id, None)
         if conn is not None:
-            # End the database session itself, which releases its lock: close() alone
-            # would only hand the connection, lock and all, back to the pool.
+            # End the database session itself, which releases its lock and rolls back
+            # what no checkpoint committed: close() alone would only hand the connection,
+            # lock, transaction and all, back to the pool.
             conn.invalidate()
             conn.close()
+        if self._file_holds is not None:
+            self._file_holds.drop(job_id)
+
+    def _sqlite_session(self) -> Connection:
+        """A SQLite connection in the driver's autocommit mode: a checkpoint's UPDATE is a
+        transaction of its own, and a coupled run says BEGIN IMMEDIATE itself.
+
+        pysqlite's own transaction handling begins only before DML, so a SAVEPOINT first
+        in a transaction would start one that its RELEASE commits; and a deferred BEGIN
+        that upgrades to a write can fail at once when another connection wrote between.
+        """
+        with self._connect_errors():
+            conn = self._engine.connect()
+            conn.connection.dbapi_connection.isolation_level = None  # type: ignore[union-attr]
+        return conn
 
     def _lock_statement(self) -> Any:
         if self._dialect == "postgresql":
@@ -708,6 +879,21 @@ class SqlStore:
                 f"cannot use the store {self.display_name}: {_first_line(error)} — "
                 "check the URL, the credentials and that the server is up"
             ) from None
+
+
+class _Prepared:
+    """A statement compiled once for one dialect, run with ``exec_driver_sql``."""
+
+    def __init__(self, statement: Any, dialect: Any) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql: str = compiled.string
+        self._order = tuple(compiled.positiontup or ()) if compiled.positional else None
+
+    def bind(self, values: dict[str, Any]) -> dict[str, Any] | tuple[Any, ...]:
+        """``values`` as the driver's paramstyle wants them."""
+        if self._order is None:
+            return values
+        return tuple(values[name] for name in self._order)
 
 
 def _lock_key(job_id: str) -> int:
@@ -794,16 +980,19 @@ def _run_of(hold: Hold) -> Any:
     )
 
 
-def _note_run_progress(conn: Connection, hold: Hold, checkpoint: Checkpoint) -> None:
-    """The run's items and cursor as of this checkpoint: what a lost run is remembered by."""
-    conn.execute(
-        update(runs_table)
-        .where(_run_of(hold))
-        .values(
-            items=max(0, checkpoint.processed - hold.record.processed),
-            cursor_end=checkpoint.cursor_json,
-        )
+#: A run's items and end cursor as of a checkpoint (see SqlStore._note_run_progress).
+_RUN_PROGRESS = (
+    update(runs_table)
+    .where(
+        runs_table.c.job_id == bindparam("key_job_id"),
+        runs_table.c.partition_index == bindparam("key_partition"),
+        runs_table.c.fence == bindparam("key_fence"),
     )
+    .values(
+        items=bindparam("new_items", type_=BigInteger),
+        cursor_end=bindparam("new_cursor_end", type_=LongText),
+    )
+)
 
 
 def _run(row: Any) -> RunRecord:
@@ -840,13 +1029,6 @@ def _matches(job_id: str, partition: int = 0) -> Any:
 
 def _by_id(job_id: str, partition: int = 0) -> Any:
     return select(jobs_table).where(_matches(job_id, partition))
-
-
-def _status_change(checkpoint: Checkpoint) -> dict[str, Any]:
-    values: dict[str, Any] = {"status": checkpoint.status.value, "error": checkpoint.error}
-    if checkpoint.status is Status.INTERRUPTED:
-        values["times_interrupted"] = jobs_table.c.times_interrupted + 1
-    return values
 
 
 def _row(record: JobRecord) -> dict[str, Any]:

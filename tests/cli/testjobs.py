@@ -210,3 +210,68 @@ class Flaky(Job):
                 raise Transient(f"item {item} flaked on try {tries}")
         time.sleep(float(self.params.get("delay", "0")))
         _append(log, f"item {item}")
+
+
+class CoupledCounter(Job):
+    """Not idempotent on purpose: item N adds 1 to ``{table}_counters.hits`` of row N and
+    inserts a row N into ``{table}_events``, both through ``self.transaction``. Logs "item N"
+    once its writes are made (not yet committed), "run" at every start and "checkpoint" in
+    ``on_checkpoint``. Options: ``fail_at``/``fail_once`` raise after item N's writes;
+    ``buffer=1`` keeps the event rows in memory and inserts them in ``on_checkpoint``;
+    ``fail_checkpoint=1`` makes the first ``on_checkpoint`` raise (once, with a marker);
+    ``skip_fifth=1`` makes every fifth item write nothing;
+    ``delay`` seconds of sleep per item."""
+
+    coupled_writes = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffered: list[int] = []
+
+    def build_enumerator(self, cursor: int | None) -> Iterator[tuple[int, int]]:
+        start = 0 if cursor is None else cursor + 1
+        return ((n, n) for n in range(start, int(self.params.get("count", "100"))))
+
+    def on_start(self) -> None:
+        _append(self.params["log"], "run")
+
+    def on_resume(self) -> None:
+        _append(self.params["log"], "run")
+
+    def each_iteration(self, item: int) -> None:
+        from sqlalchemy import text
+
+        table = self.params["table"]
+        if item % 5 == 4 and self.params.get("skip_fifth"):
+            _append(self.params["log"], f"item {item}")  # an item that writes nothing
+            return
+        self.transaction.execute(
+            text(f"UPDATE {table}_counters SET hits = hits + 1 WHERE id = :n"), {"n": item}
+        )
+        if not self.params.get("buffer"):
+            self.transaction.execute(
+                text(f"INSERT INTO {table}_events (item) VALUES (:n)"), {"n": item}
+            )
+        if str(item) == self.params.get("fail_at"):
+            self._fail_once(f"item {item} is broken")
+        if self.params.get("buffer"):
+            self.buffered.append(item)  # only once nothing more can fail
+        _append(self.params["log"], f"item {item}")
+        time.sleep(float(self.params.get("delay", "0")))
+
+    def on_checkpoint(self) -> None:
+        from sqlalchemy import text
+
+        _append(self.params["log"], "checkpoint")
+        if self.params.get("fail_checkpoint"):
+            self._fail_once("the flush failed")
+        if self.buffered:
+            insert = text(f"INSERT INTO {self.params['table']}_events (item) VALUES (:n)")
+            self.transaction.execute(insert, [{"n": n} for n in self.buffered])
+            self.buffered.clear()
+
+    def _fail_once(self, message: str) -> None:
+        marker = Path(self.params["log"] + ".failed")
+        if not (self.params.get("fail_once") and marker.exists()):
+            marker.touch()
+            raise RuntimeError(message)

@@ -44,6 +44,42 @@ def test_backfill_example_stops_on_sigterm_and_resumes_to_fill_every_order(
     assert work.status("fill")["processed"] == 3000
 
 
+def test_backfill_example_on_its_own_file_commits_its_updates_with_the_cursor(
+    work: Workdir,
+) -> None:
+    """With ``--store`` on the orders' own SQLite file the backfill's UPDATEs commit with
+    the cursor: killed with SIGKILL mid-run, the filled orders are exactly those the store
+    counts as processed; the same command then fills the rest and exits 0."""
+    db = work.path / "shop.db"
+    args = ["run", "jobs_examples.backfill:Backfill", "--job-id", "exact",
+            "--store", f"sqlite:///{db}", "--checkpoint-interval", "0.2",
+            "--param", f"db={db}", "--param", "rows=3000", "--param", "delay=0.001"]  # fmt: skip
+    process = work.start(*args)
+    work.wait_for(lambda _lines: _filled_and_processed(db)[1] >= 200, process)
+    process.send_signal(signal.SIGKILL)
+    work.finish(process)
+    filled, processed = _filled_and_processed(db)
+    assert 200 <= filled == processed < 3000
+    finished = work.run(*args)
+    assert finished.returncode == 0, finished.stderr
+    assert _filled_and_processed(db) == (3000, 3000)
+
+
+def _filled_and_processed(db: Path) -> tuple[int, int]:
+    """Orders with tax_cents, and the store's processed count, read in one snapshot."""
+    if not db.exists():
+        return 0, 0
+    with sqlite3.connect(db, timeout=5) as connection:
+        try:
+            found = connection.execute(
+                "SELECT (SELECT count(tax_cents) FROM orders),"
+                " (SELECT processed FROM iterctl_jobs WHERE job_id = 'exact')"
+            ).fetchone()
+        except sqlite3.OperationalError:  # the tables are not there yet
+            return 0, 0
+    return int(found[0]), int(found[1] or 0)
+
+
 def _filled(db: Path) -> int:
     if not db.exists():
         return 0

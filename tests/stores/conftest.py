@@ -80,7 +80,9 @@ def location_of(kind: str, folder: Path) -> str:
 def drop_hold_behind_its_back(store: Store, job_id: str, partition: int = 0) -> None:
     """Lose ``store``'s hold without telling it, as when its lock connection dies."""
     name = hold_name(job_id, partition)
-    if isinstance(store, SqlStore) and name in store._hold_connections:
+    if isinstance(store, SqlStore) and store._file_holds is not None:
+        store._drop_lock(name)  # the flock and the session beside it go together
+    elif isinstance(store, SqlStore) and name in store._hold_connections:
         # The lock's session dies, as when the network drops it: the server frees the lock.
         store._hold_connections.pop(name).invalidate()
     elif isinstance(store, SqlStore):

@@ -196,14 +196,16 @@ def test_a_status_view_asks_the_database_a_fixed_number_of_times(kind: str, tmp_
             parts = [JobRecord(job_id, "tests.jobs:Count", {}, partition=i, partitions=size)
                      for i in range(size)]  # fmt: skip
             opened.create_partitions(parts)
-            # Even partitions held; odd ones say running with nobody holding them.
-            holds = [opened.acquire(job_id, i) for i in range(0, size, 2)]
+            # Four partitions held (a hold is a session of its own); the others say
+            # running with nobody holding them.
+            held = set(range(0, size, size // 4))
+            holds = [opened.acquire(job_id, i) for i in sorted(held)]
             sent.clear()
             (view,) = store_overview(opened, job_id)
             counts.append(len(sent))
-            assert [p["status"] for p in view["partitions"]] == ["running", "interrupted"] * (
-                size // 2
-            )
+            assert [p["status"] for p in view["partitions"]] == [
+                "running" if i in held else "interrupted" for i in range(size)
+            ]
             for hold in holds:
                 opened.release(hold)
         assert counts[0] == counts[1] <= 2

@@ -470,3 +470,83 @@ def test_a_limit_that_ends_at_the_last_item_is_the_end() -> None:
     assert job.done == [0, 1, 2, 3, 4]
     assert run.result.outcome is Outcome.SUCCEEDED
     assert job.calls == ["on_start", "on_complete", "on_shutdown"]
+
+
+# -- on_checkpoint -----------------------------------------------------------------------
+
+
+class Flushing(Numbers):
+    """Buffers items and flushes them in on_checkpoint, noting what the store held then."""
+
+    def __init__(self, store: RecordingStore, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+        self.buffer: list[int] = []
+        self.flushed: list[tuple[list[int], int]] = []
+
+    def each_iteration(self, item: Any) -> None:
+        self.buffer.append(item)
+
+    def on_checkpoint(self) -> None:
+        record = self.store.get(JOB_ID)
+        assert record is not None
+        self.flushed.append((self.buffer, record.processed))
+        self.buffer = []
+
+
+def test_on_checkpoint_runs_right_before_every_checkpoint_is_saved() -> None:
+    """With --checkpoint-interval 0: one call per item plus the final one, each while the
+    store still holds the previous checkpoint."""
+    store = RecordingStore()
+    job = Flushing(store)
+
+    run_job(job, store=store, settings=EVERY_ITEM)
+
+    assert job.flushed == [([n], n) for n in range(5)] + [([], 5)]
+    assert len(store.checkpoints) == 6
+
+
+def test_on_checkpoint_also_runs_before_the_checkpoint_of_a_failed_item() -> None:
+    """An item that raises: on_checkpoint flushes the items before it, then the failure is
+    saved with their cursor."""
+    store = RecordingStore()
+
+    class FailingAt3(Flushing):
+        def each_iteration(self, item: Any) -> None:
+            if item == 3:
+                raise ValueError("bad row 3")
+            super().each_iteration(item)
+
+    job = FailingAt3(store)
+
+    run = run_job(job, store=store)
+
+    assert job.flushed == [([0, 1, 2], 0)]
+    assert (run.record.status, run.record.cursor_json) == (Status.FAILED, "2")
+
+
+def test_an_on_checkpoint_that_raises_saves_the_failure_at_the_previous_cursor() -> None:
+    """If the flush raises, what it should have saved is not saved: the job is marked
+    failed at the cursor the store had, on_error runs, and a resume redoes those items."""
+    store = RecordingStore()
+
+    class BrokenFlush(Numbers):
+        def on_checkpoint(self) -> None:
+            if len(self.done) == 3:
+                raise OSError("disk full")
+
+    job = BrokenFlush()
+    job.size = 10
+    settings = RunSettings(checkpoint_interval=0)
+
+    run = run_job(job, store=store, settings=settings)
+
+    assert run.result.outcome is Outcome.FAILED
+    assert isinstance(run.result.error, OSError)
+    assert (run.record.status, run.record.cursor_json, run.record.processed) == (
+        Status.FAILED,
+        "1",
+        2,
+    )
+    assert run.record.error == "OSError: disk full"
+    assert job.calls == ["on_start", "on_error OSError", "on_shutdown"]
