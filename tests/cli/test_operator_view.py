@@ -97,7 +97,9 @@ def test_after_sigkill_every_view_says_interrupted_holder_gone(workdir: Workdir,
     assert "interrupted (holder gone" in detail
     (run,) = _json(workdir.run("history", job_id, "--json", *store))
     assert (run["outcome"], run["ended_at"], run["pid"]) == ("lost", None, process.pid)
-    assert run["items"] == seen["processed"]  # as of its last checkpoint
+    # As of a checkpoint shortly before the kill (the SQL stores move a run's row at most
+    # once a second; the JSON store at every checkpoint).
+    assert 0 < run["items"] <= seen["processed"]
 
 
 def test_a_partition_killed_beside_a_live_one_is_shown_as_such(workdir: Workdir) -> None:
@@ -179,7 +181,7 @@ def test_a_dropped_session_shows_as_holder_gone(workdir: Workdir, kind: str) -> 
 def test_history_has_one_row_per_process_with_its_outcome_and_items(workdir: Workdir) -> None:
     """SIGTERM, SIGKILL, a job error, then success (and a cancel on another id): one row
     per process, newest first, with the right outcome, exit code, reason and items; the
-    items of all runs add up to the job's processed count."""
+    items of each run that ended are what it added to the job's processed count."""
     command = _numbers(workdir, "mix", "--param", "count=300", "--param", "delay=0.01",
                        "--param", "fail_at=250", "--param", "fail_once=1",
                        "--checkpoint-interval", "0.02")  # fmt: skip
@@ -208,8 +210,10 @@ def test_history_has_one_row_per_process_with_its_outcome_and_items(workdir: Wor
     assert [r["reason"] for r in runs] == [None, "RuntimeError: item 250 is broken", None,
                                            "SIGTERM"]  # fmt: skip
     items = [b - a for a, b in zip([0, *seen], seen, strict=False)]
-    assert [r["items"] for r in reversed(runs)] == items
-    assert sum(r["items"] for r in runs) == 300
+    stopped, lost, failed, succeeded = (r["items"] for r in reversed(runs))
+    assert (stopped, failed, succeeded) == (items[0], items[2], items[3])
+    # The killed run is remembered as of a checkpoint at most a second before the kill.
+    assert 0 < lost <= items[1]
     assert runs[-1]["cursor_start"] is None
     assert runs[0]["cursor_end"] == 299
     assert len({r["pid"] for r in runs}) == 4
