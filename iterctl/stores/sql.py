@@ -506,14 +506,16 @@ class SqlStore:
         except sa_exc.DBAPIError as error:
             raise self._session_error(hold, error) from None
 
-    def _note_run_progress(self, conn: Connection, hold: Hold, checkpoint: Checkpoint) -> None:
+    def _note_run_progress(
+        self, conn: Connection, hold: Hold, checkpoint: Checkpoint, *, now_anyway: bool = False
+    ) -> None:
         """Move the run's history row (items, end cursor: what a lost run is remembered
         by) at most once a second, and at every checkpoint that ends the run: a
         checkpoint after every item must not cost two writes. Inside the checkpoint's
         transaction when it has one (a coupled run, failure records), else on its own."""
         name = hold_name(hold.job_id, hold.partition)
         now = time.monotonic()
-        final = checkpoint.status is not Status.RUNNING
+        final = now_anyway or checkpoint.status is not Status.RUNNING
         if not final and now - self._run_noted.get(name, -inf) < _RUN_PROGRESS_SECONDS:
             return
         self._run_noted[name] = now
@@ -650,6 +652,8 @@ class SqlStore:
             .where(_matches(hold.job_id, hold.partition), jobs_table.c.fence == hold.fence)
             .values(progress)
         )
+        # The run's last checkpoint: its row must say what it saved.
+        self._note_run_progress(conn, hold, checkpoint, now_anyway=True)
         conn.commit()
         raise JobCancelledError(f"job {hold.job_id} was cancelled")
 
@@ -685,19 +689,27 @@ class SqlStore:
         ended = ended_run(start, end, hold.record.processed)
         # As ended_run says: never fewer items than a checkpoint of this run saved.
         more = runs_table.c["items"] <= ended.items
-        with self._hold_session(hold) as conn:
-            conn.execute(
-                update(runs_table)
-                .where(_run_of(hold))
-                .values(
-                    ended_at=ended.ended_at,
-                    outcome=ended.outcome.value,
-                    exit_code=ended.exit_code,
-                    reason=ended.reason,
-                    items=case((more, ended.items), else_=runs_table.c["items"]),
-                    cursor_end=case((more, ended.cursor_end_json), else_=runs_table.c.cursor_end),
-                )
+        statement = (
+            update(runs_table)
+            .where(_run_of(hold))
+            .values(
+                ended_at=ended.ended_at,
+                outcome=ended.outcome.value,
+                exit_code=ended.exit_code,
+                reason=ended.reason,
+                items=case((more, ended.items), else_=runs_table.c["items"]),
+                cursor_end=case((more, ended.cursor_end_json), else_=runs_table.c.cursor_end),
             )
+        )
+        try:
+            with self._hold_session(hold) as conn:
+                conn.execute(statement)
+                conn.commit()
+                return
+        except (sa_exc.SQLAlchemyError, StoreUnavailableError):
+            pass  # the hold's session is gone (maybe why the run ended): use a new one
+        with self._connect() as conn:
+            conn.execute(statement)
             conn.commit()
 
     @contextmanager
