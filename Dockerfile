@@ -23,11 +23,12 @@ WORKDIR /src
 # README.md is read by setuptools as the package's long description.
 COPY pyproject.toml README.md ./
 COPY iterctl/ iterctl/
-# The extras: the drivers for both server stores, so one image serves every --store URL.
-# psycopg[binary] and PyMySQL ship wheels: no compiler or client library is needed.
+# The extras: the drivers for both server stores, so one image serves every --store URL,
+# and prometheus-client for --metrics-port (imported only when the flag is given).
+# psycopg[binary], PyMySQL and prometheus-client ship wheels: no compiler is needed.
 # `./[...]` is pip's `.[...]` (this directory with extras), spelled as a path so hadolint
 # sees a local project rather than an unpinned package from the index.
-RUN pip install --no-cache-dir './[postgres,mysql]'
+RUN pip install --no-cache-dir './[postgres,mysql,metrics]'
 
 # ---------------------------------------------------------------------------------------
 # Final stage: the runtime only.

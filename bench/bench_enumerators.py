@@ -189,6 +189,7 @@ def speed(folder: Path, rows: int) -> list[Row]:
         ("JSON Lines rows vs json.loads loop", best(lambda: ours_jsonl(values)),
          best(lambda: plain_jsonl(values)), "-"),
     ]  # fmt: skip
+
     def first(pairs: Any) -> None:
         next(iter(pairs))
 
@@ -261,12 +262,16 @@ def main() -> None:
               f"{ours / base:6.2f}  {target}")  # fmt: skip
     if not options.quick:
         per_row = [r for r in timed if r[0].startswith("SQL records")]
-        print(f"SQL records: {per_row[0][1] / rows * 1e6:.2f} µs/row; hand-written Core "
-              f"{per_row[0][2] / rows * 1e6:.2f}; raw sqlite3 {per_row[1][2] / rows * 1e6:.2f}")
+        print(
+            f"SQL records: {per_row[0][1] / rows * 1e6:.2f} µs/row; hand-written Core "
+            f"{per_row[0][2] / rows * 1e6:.2f}; raw sqlite3 {per_row[1][2] / rows * 1e6:.2f}"
+        )
     small = max(rows // 100, 1000)
     for kind, low, high in peaks:
-        print(f"peak RSS, {kind:5}: {small:,} rows {low / 1024:6.1f} MB, {rows:,} rows "
-              f"{high / 1024:6.1f} MB, difference {(high - low) / 1024:5.1f} MB (target <= 20)")
+        print(
+            f"peak RSS, {kind:5}: {small:,} rows {low / 1024:6.1f} MB, {rows:,} rows "
+            f"{high / 1024:6.1f} MB, difference {(high - low) / 1024:5.1f} MB (target <= 20)"
+        )
 
 
 if __name__ == "__main__":

@@ -647,6 +647,5 @@ def _show(pairs: Iterable[Pair], count: int = _SHOWN) -> str:
     return ", ".join(f"{_short(item, 40)} (cursor {_short(cursor, 40)})" for item, cursor in shown)
 
 
-
 def _plural(count: int, noun: str) -> str:
     return f"{count:,} {noun}" if count == 1 else f"{count:,} {noun}s"

@@ -32,6 +32,7 @@ from iterctl.stopping import (
     signals_stop,
     wait_notice,
 )
+from iterctl.stores.base import Status, Store
 
 if TYPE_CHECKING:  # report loads rich; the CLI imports it only where it prints
     from iterctl.report import BarReporter, LineReporter
@@ -149,6 +150,18 @@ TerminationLogOption = Annotated[
         show_default=False,
     ),
 ]
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        envvar="ITERCTL_METRICS_PORT",
+        min=1,
+        max=65535,
+        help="Serve Prometheus metrics on http://0.0.0.0:PORT/metrics while the job runs "
+        "(needs prometheus-client: pip install 'iterctl[metrics]').",
+        show_default=False,
+    ),
+]
 LimitOption = Annotated[
     int | None,
     typer.Option(
@@ -245,6 +258,7 @@ def run(
         ),
     ] = 1,
     partition: PartitionOption = None,
+    metrics_port: MetricsPortOption = None,
     max_failures: MaxFailuresOption = "0",
 ) -> None:
     """Run MODULE:CLASS from the start, or from where the job id stopped."""
@@ -266,6 +280,7 @@ def run(
         log_format=log_format,
         pacing=Pacing(checkpoint_interval, progress_interval, max_runtime, limit, concurrency),
         termination_log=termination_log,
+        metrics_port=metrics_port,
         job_id=job_id,
         max_failures=max_failures,
     )
@@ -283,6 +298,7 @@ def resume(
     log_format: LogFormatOption = LogFormat.TEXT,
     termination_log: TerminationLogOption = None,
     partition: PartitionOption = None,
+    metrics_port: MetricsPortOption = None,
     max_failures: MaxFailuresOption = "0",
 ) -> None:
     """Carry on with JOB_ID after its last completed item, with the params it started with."""
@@ -300,6 +316,7 @@ def resume(
         log_format=log_format,
         pacing=Pacing(checkpoint_interval, progress_interval, max_runtime, limit, concurrency),
         termination_log=termination_log,
+        metrics_port=metrics_port,
         job_id=job_id,
         max_failures=max_failures,
     )
@@ -313,35 +330,148 @@ def status(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print JSON (an object for one id, else an array).")
     ] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="A live table, refreshed every second; Ctrl-C ends.")
+    ] = False,
+    only: Annotated[
+        list[Status] | None,
+        typer.Option(
+            "--status",
+            case_sensitive=False,
+            help="Only jobs with this status; repeat for more.",
+            show_default=False,
+        ),
+    ] = None,
     store: StoreOption = None,
 ) -> None:
-    """Show jobs: status, progress, cursor, errors."""
+    """Show jobs: status, progress, rate, ETA, errors; one JOB_ID in detail."""
+    from iterctl.overview import store_overview
+
+    wanted = {status.value for status in only or ()}
+    opened = _reading_store(job_id, store)
+    try:
+        if watch:
+            from iterctl.report import watch_status
+
+            watch_status(lambda: _filtered(store_overview(opened, job_id), wanted), _stopped)
+            return
+        jobs = _filtered(store_overview(opened, job_id), wanted)
+        runs = _history(opened, job_id, _DETAIL_RUNS) if job_id and not as_json else []
+    finally:
+        opened.close()
+    if as_json:
+        sys.stdout.write(_json_view(jobs[0] if job_id else jobs))
+        return
+    from iterctl.report import print_job_detail, print_status_table
+
+    if job_id:
+        print_job_detail(jobs[0], runs)
+    else:
+        print_status_table(jobs)
+
+
+def _json_view(view: object) -> str:
+    """One object indented; an array with one object per line. (An indented dump runs
+    json's pure-Python encoder: half a second for 10,000 jobs, against 50 ms this way.)"""
+    if not isinstance(view, list):
+        return json.dumps(view, indent=2) + "\n"
+    if not view:
+        return "[]\n"
+    return "[\n" + ",\n".join(json.dumps(item) for item in view) + "\n]\n"
+
+
+#: Runs shown under `status JOB_ID`.
+_DETAIL_RUNS = 5
+
+
+def _reading_store(job_id: str | None, store: str | None) -> Store:
+    """The store to read, for a command that never creates one."""
     from iterctl.launch import get_record, open_store_of
-    from iterctl.overview import group_by_job, job_overview
     from iterctl.stores import open_store
     from iterctl.stores.memory import MemoryStore
 
     if job_id:
         opened = open_store_of(job_id, store, read_only=True)
-    else:
         try:
-            opened = open_store(store, create=False, read_only=True)
-        except NoStoreError:
-            opened = MemoryStore()  # no store yet: no jobs to show
-    try:
-        if job_id:
             get_record(opened, job_id)
-            jobs = [job_overview(opened.partitions(job_id))]
-        else:
-            jobs = [job_overview(group) for group in group_by_job(opened.list())]
+        except BaseException:
+            opened.close()
+            raise
+        return opened
+    try:
+        return open_store(store, create=False, read_only=True)
+    except NoStoreError:
+        return MemoryStore()  # no store yet: no jobs to show
+
+
+def _filtered(jobs: list[dict[str, object]], wanted: set[str]) -> list[dict[str, object]]:
+    return [job for job in jobs if job["status"] in wanted] if wanted else jobs
+
+
+def _stopped(seconds: float) -> bool:
+    """Wait up to ``seconds``; True once Ctrl-C (or SIGTERM) asked to leave."""
+    return _process_token.wait(seconds)
+
+
+def _history(opened: Store, job_id: str, limit: int | None) -> list[dict[str, object]]:
+    """Runs newest first, a run left open by a dead process shown as lost."""
+    from iterctl.stores.base import as_seen, hold_name
+
+    runs = opened.runs(job_id, limit)
+    open_names = {hold_name(r.job_id, r.partition) for r in runs if r.ended_at is None}
+    live = opened.live_holds(open_names)
+    return [as_seen(run, live).to_json() for run in runs]
+
+
+#: Rows of `history` without --limit (a job of 1,000 partitions keeps up to 50,000 runs).
+_HISTORY_ROWS = 100
+
+
+@app.command()
+def history(
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="The job id.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array.")] = False,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit",
+            min=1,
+            help=f"Only the newest N runs. Default: all with --json, {_HISTORY_ROWS} in the table.",
+            show_default=False,
+        ),
+    ] = None,
+    store: StoreOption = None,
+) -> None:
+    """One row per process that ran JOB_ID: start, end, host, pid, outcome, items."""
+    opened = _reading_store(job_id, store)
+    shown = limit or (None if as_json else _HISTORY_ROWS)
+    try:
+        runs = _history(opened, job_id, shown)
     finally:
         opened.close()
     if as_json:
-        sys.stdout.write(json.dumps(jobs[0] if job_id else jobs, indent=2) + "\n")
-    else:
-        from iterctl.report import print_status_table
+        sys.stdout.write(_json_view(runs))
+        return
+    from iterctl.report import print_history
 
-        print_status_table(jobs)
+    print_history(runs, job_id)
+    if limit is None and len(runs) == _HISTORY_ROWS:
+        _say(f"the newest {_HISTORY_ROWS} runs; --limit N or --json for more")
+
+
+@app.command()
+def delete(
+    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="The job id to delete.")],
+    store: StoreOption = None,
+) -> None:
+    """Remove JOB_ID and everything kept for it; refused (exit 75) while it runs."""
+    opened = _reading_store(job_id, store)
+    try:
+        removed = opened.delete(job_id)
+    finally:
+        opened.close()
+    parts = f"{removed} partition records" if removed > 1 else "its record"
+    _say(f"deleted job {job_id}: {parts}, its run history and failure records")
 
 
 @app.command()
@@ -500,6 +630,7 @@ def _run_and_exit(
     log_format: LogFormat,
     pacing: Pacing,
     termination_log: str | None,
+    metrics_port: int | None = None,
     job_id: str | None,
     max_failures: str = "0",
 ) -> NoReturn:
@@ -519,6 +650,7 @@ def _run_and_exit(
             progress_interval=bar_interval or pacing.progress_interval,
             max_runtime=pacing.max_runtime,
             limit=pacing.limit,
+            metrics_port=metrics_port,
             max_failures=budget,
             concurrency=pacing.concurrency,
         )
@@ -595,6 +727,10 @@ def _write_termination_message(result: RunResult, path: str | None) -> None:
             "processed": result.processed,
             "cursor": result.cursor,
             "reason": result.reason,
+            # How much work a SIGKILL now would redo.
+            "checkpoint_age_seconds": None
+            if result.checkpoint_age is None
+            else round(result.checkpoint_age, 3),
             "failed_items": result.failed_items,
         }
     )

@@ -13,14 +13,25 @@ from contextlib import suppress
 from typing import Any
 
 from iterctl.cursor import decode_cursor, encode_cursor
-from iterctl.errors import JobCancelledError, JobHeldError, NoStoreError, UsageError
+from iterctl.errors import IterctlError, JobCancelledError, JobHeldError, NoStoreError, UsageError
 from iterctl.job import Job, Partition
 from iterctl.loading import load_job_class
 from iterctl.params import build_params, param_values
 from iterctl.runner import Outcome, Reporter, Runner, RunResult, RunSettings
+from iterctl.runstats import RunStats
 from iterctl.stopping import StopToken
 from iterctl.stores import DEFAULT_STORE, open_store
-from iterctl.stores.base import CoupledWrites, Hold, JobRecord, Status, Store, check_job_id
+from iterctl.stores.base import (
+    CoupledWrites,
+    Hold,
+    JobRecord,
+    RunEnd,
+    RunOutcome,
+    Status,
+    Store,
+    check_job_id,
+    first_line,
+)
 
 
 def run_job(
@@ -252,11 +263,17 @@ def _launch(
         _finish_all_complete(store, job)
         return done
     hold = _acquire(store, record)
+    stop_metrics = None
     try:
         done = _already_ended(hold.record)  # it may have ended while we took the hold
         if done is not None:
             _finish_all_complete(store, job)
             return done
+        stats = RunStats(hold.record)
+        if settings.metrics_port is not None:
+            from iterctl.metrics import serve_metrics
+
+            stop_metrics = serve_metrics(settings.metrics_port, stats)
         runner = Runner(
             job,
             store,
@@ -265,11 +282,46 @@ def _launch(
             reporter=reporter,
             settings=settings,
             first_run=hold.fence == 1,  # the fence counts acquisitions: 1 is the first run
+            stats=stats,
             coupled=_couple(store, hold) if coupling else None,
         )
-        return runner.run()
+        result = runner.run()
+        _record_run_end(store, hold, result, record.job)
+        return result
     finally:
+        if stop_metrics is not None:
+            stop_metrics()
         store.release(hold)
+
+
+_RUN_OUTCOMES = {
+    Outcome.SUCCEEDED: RunOutcome.SUCCEEDED,
+    Outcome.FAILED: RunOutcome.FAILED,
+    Outcome.REFUSED: RunOutcome.REFUSED,
+    Outcome.CANCELLED: RunOutcome.CANCELLED,
+    Outcome.STORE_UNAVAILABLE: RunOutcome.UNAVAILABLE,
+    Outcome.STOPPED: RunOutcome.STOPPED,
+}
+
+
+def _record_run_end(store: Store, hold: Hold, result: RunResult, job: str) -> None:
+    """The run's history row says how it ended; if the store cannot take even that, the
+    row stays open and is shown as lost, which is what it then is."""
+    reason = result.reason
+    if reason is None and result.error is not None:
+        reason = first_line(f"{type(result.error).__name__}: {result.error}")
+    try:
+        cursor_json = encode_cursor(result.cursor, job)
+        end = RunEnd(
+            _RUN_OUTCOMES[result.outcome],
+            int(result.exit_code),
+            reason,
+            result.processed,
+            cursor_json,
+        )
+        store.end_run(hold, end)
+    except IterctlError:
+        pass
 
 
 def _acquire(store: Store, record: JobRecord) -> Hold:

@@ -122,7 +122,7 @@ def _shadow_message(module_name: str, class_name: str) -> str:
     return (
         f"your module {top!r} has the name of a standard library module, which Python "
         f"imports instead — rename {yours} (e.g. to {top}_job) and run "
-        f"{top}_job{module_name[len(top):]}:{class_name}"
+        f"{top}_job{module_name[len(top) :]}:{class_name}"
     )
 
 

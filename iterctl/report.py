@@ -548,33 +548,215 @@ def make_reporter(
     return LineReporter(log_format=log_format, job_id=job_id or ""), None
 
 
-def print_status_table(jobs: list[dict[str, Any]]) -> None:
-    """``iterctl status`` for people: a row per job id, and one per partition under it."""
+def _console() -> Console:
+    """Standard output: on a terminal at its width, elsewhere wide enough not to squeeze."""
     from rich.console import Console
-    from rich.table import Table
 
     console = Console()
     if not console.is_terminal:
         # A pipe or a file has no width to respect: don't squeeze the table into 80.
         console = Console(width=max(console.width, 200))
+    return console
+
+
+def _ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _count(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def _rate(rate: float | None) -> str:
+    if rate is None:
+        return ""
+    if 0 < rate < 1:
+        return f"{1 / rate:,.1f}s/item"
+    return f"{rate:,.1f}/s"
+
+
+def _seconds(seconds: float | None) -> str:
+    return "" if seconds is None else _duration(seconds)
+
+
+def _percent(job: dict[str, Any]) -> str:
+    total = job["total"]
+    return f"{100 * job['processed'] / total:.0f}%" if total else ""
+
+
+def _note(job: dict[str, Any]) -> str:
+    """What a person should notice about a job: its error, a holder gone, its parts."""
+    notes = []
+    if job.get("holder_gone"):
+        notes.append("holder gone")
+    if job.get("error_line"):
+        notes.append(job["error_line"])
+    parts = job.get("partitions")
+    if parts:
+        running = sum(part["status"] == "running" for part in parts)
+        notes.append(f"{running} of {len(parts)} partitions running")
+    return "; ".join(notes)
+
+
+def status_lines(jobs: list[dict[str, Any]], *, width: int = 100) -> list[tuple[str, str | None]]:
+    """The `status` table as lines (with a style each), fitted to ``width`` columns.
+
+    Ids, statuses and numbers are never cut (the id is what people copy into `resume`);
+    only the job's name, the cursor and the note give way, ending in '…'. Columns that
+    are empty in every row (no rate when nothing runs) are left out. The widths are
+    worked out once for all rows, then each row is one padded line: a Rich Table would
+    measure every cell again, 3.5 s for 10,000 jobs.
+    """
+    rows = [_status_cells(job) for job in jobs]
+    shown = [
+        i for i, (name, _j, _share) in enumerate(_STATUS_COLUMNS)
+        if name in ("job id", "status") or any(row[i] for row in rows)
+    ]  # fmt: skip
+    widths = {i: max([len(_STATUS_COLUMNS[i][0]), *(len(row[i]) for row in rows)]) for i in shown}
+    fixed = sum(widths[i] for i in shown if _STATUS_COLUMNS[i][2] is None)
+    room = max(0, width - 2 - fixed - 2 * (len(shown) - 1))  # two spaces between columns
+    for i in shown:
+        share = _STATUS_COLUMNS[i][2]
+        if share is not None:
+            widths[i] = max(1, min(widths[i], int(room * share)))
+
+    def line(cells: list[str]) -> str:
+        padded = []
+        for i in shown:
+            cell = _ellipsis(cells[i], widths[i])
+            right = _STATUS_COLUMNS[i][1] == "right"
+            padded.append(cell.rjust(widths[i]) if right else cell.ljust(widths[i]))
+        return " " + "  ".join(padded).rstrip()
+
+    header = line([name for name, _j, _s in _STATUS_COLUMNS])
+    lines: list[tuple[str, str | None]] = [(header, "bold"), (" " + "─" * (len(header) - 1), None)]
+    lines += [(line(row), _STYLES.get(job["status"])) for job, row in zip(jobs, rows, strict=True)]
+    return lines
+
+
+def status_text(jobs: list[dict[str, Any]], *, width: int, title: str | None = None) -> Any:
+    """The `status` table as a Rich renderable, styled line by line (for a terminal).
+
+    Ready-made segments, since the lines are laid out already: Rich then only writes them
+    (90 ms for 10,000 jobs, against 600 ms as one Text it would split and measure again).
+    """
+    from rich.segment import Segment, Segments
+    from rich.style import Style
+
+    styles: dict[str | None, Style | None] = {None: None}
+    segments: list[Segment] = []
+    rows = status_lines(jobs, width=width)
+    if title:
+        rows = [(title, "italic"), *rows]
+    for line, style in rows:
+        if style not in styles:
+            styles[style] = Style.parse(style)
+        segments += (Segment(line, styles[style]), Segment.line())
+    return Segments(segments)
+
+
+#: (heading, justify, share of the room left, or None for "never cut") of each column.
+_STATUS_COLUMNS: list[tuple[str, str, float | None]] = [
+    ("job id", "left", None),
+    ("job", "left", 0.3),
+    ("status", "left", None),
+    ("done", "right", None),
+    ("%", "right", None),
+    ("rate", "right", None),
+    ("ETA", "right", None),
+    ("elapsed", "right", None),
+    ("failed", "right", None),
+    ("cursor", "left", 0.2),
+    ("note", "left", 0.5),
+]
+
+_STYLES = {"failed": "red", "cancelled": "dim", "succeeded": "green"}
+
+
+def _status_cells(job: dict[str, Any]) -> list[str]:
+    done = _count(job["processed"])
+    if job["total"] is not None:
+        done += f"/{job['total']:,}"
+    cursor = job["cursor"]
+    shown_cursor = "" if job.get("partitions") else _short(cursor)
+    return [
+        job["job_id"],
+        job["job"],
+        job["status"],
+        done,
+        _percent(job),
+        _rate(job.get("rate")),
+        _seconds(job.get("eta_seconds")),
+        _seconds(job.get("elapsed_seconds")),
+        f"{job['failed_items']:,}" if job.get("failed_items") else "",
+        shown_cursor,
+        _note(job),
+    ]
+
+
+def print_status_table(jobs: list[dict[str, Any]], console: Console | None = None) -> None:
+    """``iterctl status`` for people: a row per job id."""
+    console = console if console is not None else _console()
     if not jobs:
         console.print("no jobs in this store yet — start one with: iterctl run MODULE:CLASS")
         return
-    table = Table()
-    # The job id is what people copy into `resume`: never cut it.
-    table.add_column("job id", no_wrap=True, min_width=8)
-    table.add_column("job", overflow="fold")
-    table.add_column("status", overflow="fold")
-    table.add_column("processed", justify="right", overflow="fold")
-    table.add_column("total", justify="right", overflow="fold")
-    table.add_column("failed", justify="right", overflow="fold")
-    table.add_column("cursor", overflow="fold")
-    table.add_column("updated (UTC)", overflow="fold")
-    for job in jobs:
-        table.add_row(*_status_cells(job, job["job_id"]))
-        for part in job.get("partitions", []):
-            table.add_row(*_status_cells(part, f"  partition {part['partition']}"), style="dim")
-    console.print(table)
+    if console.is_terminal:
+        console.print(status_text(jobs, width=console.width))
+    else:  # a pipe: plain lines, no styling to work out
+        console.file.write(
+            "".join(line + "\n" for line, _style in status_lines(jobs, width=console.width))
+        )
+
+
+def print_job_detail(job: dict[str, Any], runs: list[dict[str, Any]]) -> None:
+    """``iterctl status JOB_ID``: every field of one job, its partitions, its last runs."""
+    from rich.table import Table
+
+    console = _console()
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in _detail_fields(job):
+        grid.add_row(label, value)
+    console.print(grid, markup=False, highlight=False)
+    parts = job.get("partitions")
+    if parts:
+        console.print()
+        rows = [{**part, "job_id": f"{job['job_id']}@{part['partition']}"} for part in parts]
+        console.print(status_text(rows, width=console.width, title="partitions"))
+    if runs:
+        console.print()
+        console.print(history_table(runs, title="last runs (iterctl history for all)"))
+
+
+def _detail_fields(job: dict[str, Any]) -> list[tuple[str, str]]:
+    status = job["status"] + (
+        " (holder gone: no live process holds it)" if job.get("holder_gone") else ""
+    )
+    fields = [
+        ("job id", job["job_id"]),
+        ("job", job["job"]),
+        ("status", status),
+        ("params", json.dumps(job["params"], sort_keys=True)),
+        (
+            "processed",
+            _count(job["processed"])
+            + (f" of {job['total']:,} ({_percent(job)})" if job["total"] else ""),
+        ),
+        ("failed items", _count(job.get("failed_items", 0))),
+        ("rate", _rate(job.get("rate")) or "—"),
+        ("ETA", _seconds(job.get("eta_seconds")) or "—"),
+        ("elapsed", _seconds(job.get("elapsed_seconds"))),
+        ("concurrency", str(job.get("concurrency", 1))),
+        ("interrupted", f"{job['times_interrupted']:,} times"),
+        ("cursor", json.dumps(job["cursor"]) if not job.get("partitions") else "one per partition"),
+        ("holder", _holder(job)),
+        ("created", job["created_at"]),
+        ("updated", job["updated_at"]),
+    ]
+    if job.get("error"):
+        fields.append(("error", job["error"]))
+    return fields
 
 
 def print_failures_table(job_id: str, records: list[FailureRecord], recorded: int) -> None:
@@ -614,15 +796,84 @@ def print_failures_table(job_id: str, records: list[FailureRecord], recorded: in
         console.print(f"showing the newest {len(records):,} of {recorded:,} — --limit 0 shows all")
 
 
-def _status_cells(job: dict[str, Any], name: str) -> list[str]:
-    total = job["total"]
-    return [
-        name,
-        job["job"],
-        job["status"],
-        f"{job['processed']:,}",
-        "" if total is None else f"{total:,}",
-        f"{job.get('failed_items', 0):,}",
-        _short(job["cursor"]),
-        job["updated_at"][:19].replace("T", " "),
-    ]
+def _holder(job: dict[str, Any]) -> str:
+    holder = job.get("holder") or "—"
+    if job.get("holder_gone"):
+        return f"{holder} (gone)"
+    return holder if job["status"] == "running" else f"{holder} (last)"
+
+
+def history_table(runs: list[dict[str, Any]], *, title: str | None = None) -> Any:
+    """``iterctl history``: a row per process that ran the job id, newest first."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, title=title, pad_edge=False)
+    table.add_column("run", justify="right", no_wrap=True)
+    table.add_column("part", justify="right", no_wrap=True)
+    for name in ("started (UTC)", "took", "host/pod", "pid", "outcome"):
+        table.add_column(name, no_wrap=True, overflow="ellipsis", max_width=24)
+    table.add_column("exit", justify="right", no_wrap=True)
+    table.add_column("items", justify="right", no_wrap=True)
+    table.add_column("reason", overflow="ellipsis", no_wrap=True)
+    for run in runs:
+        table.add_row(
+            str(run["run"]),
+            str(run["partition"]),
+            run["started_at"][:19].replace("T", " "),
+            _run_took(run),
+            run["pod"] or run["host"],
+            str(run["pid"]),
+            run["outcome"],
+            "" if run["exit_code"] is None else str(run["exit_code"]),
+            f"{run['items']:,}",
+            run["reason"] or "",
+            style="red" if run["outcome"] in ("lost", "failed") else None,
+        )
+    return table
+
+
+def _run_took(run: dict[str, Any]) -> str:
+    from datetime import datetime
+
+    if run["ended_at"] is None:
+        return ""
+    took = datetime.fromisoformat(run["ended_at"]) - datetime.fromisoformat(run["started_at"])
+    return _took(took.total_seconds())
+
+
+def print_history(runs: list[dict[str, Any]], job_id: str) -> None:
+    console = _console()
+    if not runs:
+        console.print(f"job {job_id} has no runs yet — start it with: iterctl resume {job_id}")
+        return
+    console.print(history_table(runs))
+
+
+def watch_status(fetch: Callable[[], list[dict[str, Any]]], wait: Callable[[float], bool]) -> None:
+    """``status --watch``: a live table, refreshed about once a second until ``wait`` says
+    stop (Ctrl-C). Refuses off a terminal: there is nobody to watch it."""
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console()
+    if not console.is_terminal:
+        from iterctl.errors import UsageError
+
+        raise UsageError(
+            "status --watch needs a terminal — in a script, poll `iterctl status --json`"
+        )
+
+    def render() -> Any:
+        jobs = fetch()
+        stamp = utc_now()[:19].replace("T", " ")
+        title = f"iterctl status — {stamp} UTC — Ctrl-C to leave"
+        return status_text(jobs, width=console.width, title=title)
+
+    with Live(render(), console=console, auto_refresh=False, screen=False) as live:
+        while not wait(WATCH_REFRESH_SECONDS):
+            live.update(render(), refresh=True)
+
+
+#: How often --watch reads the store again.
+WATCH_REFRESH_SECONDS = 1.0

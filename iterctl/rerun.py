@@ -17,11 +17,12 @@ from __future__ import annotations
 import asyncio
 import inspect
 import shlex
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from iterctl.cursor import Cursor, decode_cursor, encode_cursor
-from iterctl.errors import InvalidCursorError, JobCancelledError
+from iterctl.errors import InvalidCursorError, IterctlError, JobCancelledError
 from iterctl.failed import failure_record
 from iterctl.job import Job, Partition
 from iterctl.launch import get_record, open_store_of
@@ -31,7 +32,16 @@ from iterctl.retrying import attempts_of, policy_of, retrying_each
 from iterctl.runner import Outcome, RunResult, listener_of
 from iterctl.stopping import StopNow, StopToken, StopWaiting
 from iterctl.stores import DEFAULT_STORE
-from iterctl.stores.base import Checkpoint, FailureRecord, Hold, JobRecord, Status, Store
+from iterctl.stores.base import (
+    Checkpoint,
+    FailureRecord,
+    Hold,
+    JobRecord,
+    RunEnd,
+    RunOutcome,
+    Status,
+    Store,
+)
 
 
 class Notes(Protocol):
@@ -88,8 +98,27 @@ def _retry_partition(
     hold = store.acquire(record.job_id, record.partition)
     try:
         _Rerun(job, store, hold, token, reporter, tally).run()
+        _end_run(store, hold, tally)
     finally:
         store.release(hold)
+
+
+def _end_run(store: Store, hold: Hold, tally: Tally) -> None:
+    """A retry-failed run is a run too: its history row says how it ended (a job that had
+    ended is not taken anew, so it has no row to close)."""
+    if hold.fence == hold.record.fence:
+        return
+    after = store.partitions(hold.job_id)[hold.partition]
+    stopped = tally.stop_reason is not None
+    end = RunEnd(
+        RunOutcome.STOPPED if stopped else RunOutcome.SUCCEEDED,
+        75 if stopped else 0,
+        tally.stop_reason or "retry-failed",
+        after.processed,
+        after.cursor_json,
+    )
+    with suppress(IterctlError):  # else the row stays open and is shown lost
+        store.end_run(hold, end)
 
 
 class _Rerun:

@@ -42,6 +42,7 @@ from iterctl.errors import (
 from iterctl.failed import failure_record
 from iterctl.job import Job
 from iterctl.retrying import attempts_of, policy_of, retrying_each
+from iterctl.runstats import RunStats
 from iterctl.stopping import StopNow, StopToken, StopWaiting, Ticker
 from iterctl.stores import DEFAULT_STORE
 from iterctl.stores.base import (
@@ -89,6 +90,8 @@ class RunSettings:
     checkpoint_interval: float = DEFAULT_CHECKPOINT_INTERVAL
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     max_runtime: float | None = None
+    #: Serve Prometheus metrics on this port while the run lasts (--metrics-port).
+    metrics_port: int | None = None
     #: At most this many items in this run (``--limit``), then a resumable stop.
     limit: int | None = None
     #: --max-failures: how many items may fail and be passed over (default: none).
@@ -114,6 +117,8 @@ class RunResult:
     partition: str | None = None
     #: The command that carries this job on from where it stopped.
     resume_command: str = ""
+    #: Seconds since the last saved checkpoint as the run ended (None: none saved).
+    checkpoint_age: float | None = None
     #: Items of this job id (partition) recorded as failed and passed over, in all runs.
     failed_items: int = 0
     #: The command that lists them.
@@ -190,6 +195,7 @@ class Runner:
         reporter: Reporter,
         settings: RunSettings,
         first_run: bool,
+        stats: RunStats | None = None,
         coupled: CoupledWrites | None = None,
     ) -> None:
         #: The open transaction the job writes through, when it asked for coupled writes.
@@ -212,6 +218,8 @@ class Runner:
         self._saved_processed = hold.record.processed
         self._saved_done_json = hold.record.done_json
         self._total: int | None = hold.record.total
+        #: Counts and times for checkpoints, the rate and --metrics-port; never per item.
+        self.stats = stats if stats is not None else RunStats(hold.record)
         # Failures: those the store has for this job id (partition), those recorded since
         # and waiting for the next checkpoint, and how many the budget allows in all.
         self._failed = self._saved_failed = hold.record.failed_items
@@ -276,6 +284,7 @@ class Runner:
                 # Every run completes at least one item: a --max-runtime shorter than the
                 # start-up must not make every restart stop with nothing done.
                 stop = token.requested and token.reason != MAX_RUNTIME
+                self.stats.in_flight = 1
                 for item, next_cursor in iterator if not stop else ():
                     try:
                         each(item)
@@ -447,6 +456,7 @@ class Runner:
             self._checkpoint(cursor, processed, Status.RUNNING)
         if token.progress_due:
             token.progress_due = False
+            self.stats.processed = processed
             self._reporter.progress(processed, self._total, cursor)
         if token.hold_check_due:
             token.hold_check_due = False
@@ -669,7 +679,10 @@ class Runner:
             self._checkpoint(window.watermark, self._processed, Status.RUNNING)
         if token.progress_due:
             token.progress_due = False
+            self.stats.processed = self._processed
             self._reporter.progress(self._processed, self._total, window.watermark)
+        dispatch = self._dispatch
+        self.stats.in_flight = 0 if dispatch is None else dispatch.in_flight  # on ticks only
         if token.hold_check_due:
             token.hold_check_due = False
             with token.shielded():
@@ -796,6 +809,7 @@ class Runner:
         reason: str | None = None,
         error: BaseException | None = None,
     ) -> RunResult:
+        self.stats.in_flight = 0
         self._job._transaction = None  # the last checkpoint is behind us
         if outcome is not Outcome.SUCCEEDED:
             # What the store holds is the truth a resume starts from: report that.
@@ -811,6 +825,7 @@ class Runner:
             error,
             self._partition_label,
             self._resume_command(),
+            self.stats.checkpoint_age(),
             self._saved_failed,
             self._command("failures", partition=False),
             hook_errors=tuple(self._hook_errors),
@@ -860,6 +875,8 @@ class Runner:
         done_json: str | None = None,
     ) -> None:
         failures = tuple(self._pending_failures)
+        stats = self.stats
+        now = stats.now()  # at checkpoint time only: never per item
         checkpoint = Checkpoint(
             cursor_json,
             processed,
@@ -869,6 +886,8 @@ class Runner:
             done_json=done_json,
             failures=failures,
             concurrency=self._concurrency_change,
+            elapsed=stats.elapsed(now),
+            rate=stats.sample(now, processed),
         )
         with self._token.shielded():  # a second SIGINT must not cut a store write
             try:
@@ -878,12 +897,15 @@ class Runner:
                 self._saved_cursor_json, self._saved_processed = cursor_json, processed
                 self._saved_done_json = done_json
                 raise
+            stats.checkpointed(now, stats.now())
+            stats.total = self._total
             self._saved_cursor_json = cursor_json
             self._saved_processed = processed
             self._saved_done_json = done_json
             if failures:
                 del self._pending_failures[: len(failures)]
                 self._saved_failed += len(failures)
+            stats.failed_items = self._saved_failed
 
 
 _END = object()

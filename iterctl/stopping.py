@@ -231,6 +231,10 @@ def signals_stop(token: StopToken, *, restore: bool = True) -> Iterator[None]:
             signal.signal(sig, handler if restore else signal.SIG_IGN)
 
 
+#: The first checkpoint of a run comes at most this many seconds after its start.
+FIRST_CHECKPOINT_SECONDS = 1.0
+
+
 class Ticker:
     """A daemon thread that raises the token's flags on time.
 
@@ -266,7 +270,10 @@ class Ticker:
     def _run(self) -> None:
         now = time.monotonic()
         # Interval 0 means "after every item": the runner does that itself, not the timer.
-        next_checkpoint = now + self._checkpoint_interval if self._checkpoint_interval > 0 else inf
+        # The first one comes within a second, so that `status` shows the total, progress
+        # and a rate soon after a start rather than one whole interval later.
+        first = min(self._checkpoint_interval, FIRST_CHECKPOINT_SECONDS)
+        next_checkpoint = now + first if self._checkpoint_interval > 0 else inf
         next_progress = now + self._progress_interval
         next_hold_check = now + self._hold_check_interval
         token = self._token

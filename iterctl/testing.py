@@ -198,9 +198,7 @@ def assert_exactly_once(
     if doubled:
         problems.append(f"done twice (or unknown to a fresh walk) {', '.join(doubled[:5])}")
     if problems:
-        raise AssertionError(
-            f"stopped after {stop_after} items and resumed: {'; '.join(problems)}"
-        )
+        raise AssertionError(f"stopped after {stop_after} items and resumed: {'; '.join(problems)}")
     return rest
 
 

@@ -411,7 +411,12 @@ def csv_rows(
     ``fmtparams`` are those of :func:`csv.reader`.
     """
     return CsvRows(
-        path, header=header, encoding=encoding, count=count, cursor=cursor, dialect=dialect,
+        path,
+        header=header,
+        encoding=encoding,
+        count=count,
+        cursor=cursor,
+        dialect=dialect,
         fmtparams=fmtparams,
     )
 

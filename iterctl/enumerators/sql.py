@@ -171,8 +171,11 @@ def _is_unique(table: Any, columns: list[Column[Any]]) -> bool:
     """Whether ``columns`` include a primary key or unique constraint/index of ``table``."""
     names = {c.name for c in columns if c.table is table}
     candidates = [[c.name for c in table.primary_key.columns]]
-    candidates += [[c.name for c in k.columns] for k in getattr(table, "constraints", ())
-                   if isinstance(k, UniqueConstraint)]
+    candidates += [
+        [c.name for c in k.columns]
+        for k in getattr(table, "constraints", ())
+        if isinstance(k, UniqueConstraint)
+    ]
     candidates += [[c.name for c in i.columns] for i in getattr(table, "indexes", ()) if i.unique]
     return any(found and set(found) <= names for found in candidates)
 
@@ -217,7 +220,11 @@ def _keys(query: Select[Any], columns: Sequence[ColumnSpec] | None) -> list[_Key
 
 
 def _after(
-    keys: Sequence[_Key], values: Sequence[Any], *, row_values: bool, inclusive: bool = False,
+    keys: Sequence[_Key],
+    values: Sequence[Any],
+    *,
+    row_values: bool,
+    inclusive: bool = False,
     reverse: bool = False,
 ) -> ColumnElement[bool]:
     """``keys`` come after ``values`` in the walk's order (or before, with ``reverse``).
@@ -288,9 +295,10 @@ class Keyset:
         self.keys = _keys(query, columns)
         self._query = query
         descriptions = query.column_descriptions
-        self.orm = len(descriptions) == 1 and descriptions[0].get("expr") is descriptions[0].get(
-            "entity"
-        ) is not None
+        self.orm = (
+            len(descriptions) == 1
+            and descriptions[0].get("expr") is descriptions[0].get("entity") is not None
+        )
         if isinstance(bind, Engine):
             self._engine: Engine | None = bind
             self._sessions: Callable[[], Session] | None = sessionmaker(bind) if self.orm else None
@@ -318,8 +326,10 @@ class Keyset:
                 "changing the cursor columns"
             )
         try:
-            return [v if k.decode is None else k.decode(v) for k, v in zip(self.keys, cursor,
-                                                                          strict=True)]
+            return [
+                v if k.decode is None else k.decode(v)
+                for k, v in zip(self.keys, cursor, strict=True)
+            ]
         except (TypeError, ValueError) as error:
             raise UsageError(
                 f"{what} cannot read cursor {cursor!r} as values of {names} ({error}) — pass "
@@ -494,12 +504,19 @@ class BatchRanges(_SqlEnumerator):
         own = keyset.query.whereclause
         for rows in keyset.batches(query, positions):
             first, last = list(rows[0]), list(rows[-1])
-            typed = [[literal(v, k.column.type) for v, k in zip(bound, keyset.keys, strict=True)]
-                     for bound in (first, last)]
+            typed = [
+                [literal(v, k.column.type) for v, k in zip(bound, keyset.keys, strict=True)]
+                for bound in (first, last)
+            ]
             bounds = and_(
                 _after(keyset.keys, typed[0], row_values=keyset.row_values, inclusive=True),
-                _after(keyset.keys, typed[1], row_values=keyset.row_values, inclusive=True,
-                       reverse=True),
+                _after(
+                    keyset.keys,
+                    typed[1],
+                    row_values=keyset.row_values,
+                    inclusive=True,
+                    reverse=True,
+                ),
             )
             where = bounds if own is None else and_(own, bounds)
             cursor = next(keyset.cursors(rows[-1:], positions))
@@ -527,8 +544,7 @@ def records(
     from ``SELECT count(*)``, run once.
     """
     return Records(
-        Keyset(bind, query, columns=columns, batch_size=batch_size, cursor=cursor,
-               what="records"),
+        Keyset(bind, query, columns=columns, batch_size=batch_size, cursor=cursor, what="records"),
         count,
     )
 
@@ -544,8 +560,14 @@ def record_batches(
 ) -> RecordBatches:
     """Lists of up to ``batch_size`` rows of ``query``: one query and one item per batch."""
     return RecordBatches(
-        Keyset(bind, query, columns=columns, batch_size=batch_size, cursor=cursor,
-               what="record_batches"),
+        Keyset(
+            bind,
+            query,
+            columns=columns,
+            batch_size=batch_size,
+            cursor=cursor,
+            what="record_batches",
+        ),
         count,
     )
 
@@ -565,7 +587,8 @@ def batch_ranges(
     caught by its ``where`` too, as in any bulk statement by key range.
     """
     return BatchRanges(
-        Keyset(bind, query, columns=columns, batch_size=batch_size, cursor=cursor,
-               what="batch_ranges"),
+        Keyset(
+            bind, query, columns=columns, batch_size=batch_size, cursor=cursor, what="batch_ranges"
+        ),
         count,
     )

@@ -151,6 +151,11 @@ def throttled(
     """
     token = stop if isinstance(stop, StopToken) else stop.stop_token
     return Throttled(
-        pairs, token, pause_while=pause_while, backoff=backoff, max_backoff=max_backoff,
-        check_every=check_every, max_rate=max_rate,
+        pairs,
+        token,
+        pause_while=pause_while,
+        backoff=backoff,
+        max_backoff=max_backoff,
+        check_every=check_every,
+        max_rate=max_rate,
     )

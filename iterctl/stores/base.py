@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-from collections.abc import Callable, Mapping
+import socket
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar
 
 from iterctl.cursor import MAX_CURSOR_CHARS, decode_cursor
-from iterctl.errors import InvalidCursorError, StoreUnusableError, UsageError
+from iterctl.errors import InvalidCursorError, JobHeldError, StoreUnusableError, UsageError
 from iterctl.stores.file_hold import holder_name
 
 # -- limits, the same on every store ----------------------------------------------------
@@ -57,6 +59,13 @@ def check_job_id(job_id: str) -> str:
             "starting with a letter or digit"
         )
     return job_id
+
+
+def first_line(text: str | None) -> str | None:
+    """The first non-empty line of ``text`` (an error, for a table cell)."""
+    if text is None:
+        return None
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
 
 
 def utc_now() -> str:
@@ -169,6 +178,8 @@ def checkpointed(current: JobRecord, checkpoint: Checkpoint) -> JobRecord:
         cursor_json=checkpoint.cursor_json,
         processed=checkpoint.processed,
         total=current.total if checkpoint.total is None else checkpoint.total,
+        elapsed=_kept(checkpoint.elapsed, current.elapsed),
+        rate=_kept(checkpoint.rate, current.rate),
         failed_items=_kept(checkpoint.failed_items, current.failed_items),
         done_json=checkpoint.done_json,
         concurrency=_kept(checkpoint.concurrency, current.concurrency),
@@ -452,6 +463,143 @@ def _short(text: str) -> str:
     return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
+#: Runs kept per job id and partition: each acquisition adds one, and the oldest beyond
+#: this are dropped in the same write, so a pod in a crash loop cannot fill the store
+#: (``times_interrupted`` still counts every interruption).
+RUNS_KEPT = 50
+
+
+class RunOutcome(StrEnum):
+    """How one process's run ended, as ``history`` shows it."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REFUSED = "refused"
+    CANCELLED = "cancelled"
+    STOPPED = "stopped"
+    UNAVAILABLE = "unavailable"
+    #: The process ended without a word (SIGKILL, power loss, a lost node).
+    LOST = "lost"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One process's run of a job id (or of one partition): a row of ``history``."""
+
+    job_id: str
+    partition: int
+    #: The hold's fence: one acquisition, one run.
+    fence: int
+    host: str
+    pid: int
+    pod: str | None
+    started_at: str
+    ended_at: str | None = None
+    outcome: RunOutcome = RunOutcome.RUNNING
+    exit_code: int | None = None
+    reason: str | None = None
+    #: Items whose completion this run saved (as of its last checkpoint, for a lost run).
+    items: int = 0
+    cursor_start_json: str | None = None
+    cursor_end_json: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``history --json`` object."""
+        return {
+            "job_id": self.job_id,
+            "partition": self.partition,
+            "run": self.fence,
+            "host": self.host,
+            "pid": self.pid,
+            "pod": self.pod,
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "outcome": self.outcome.value,
+            "exit_code": self.exit_code,
+            "reason": self.reason,
+            "items": self.items,
+            "cursor_start": decode_cursor(self.cursor_start_json),
+            "cursor_end": decode_cursor(self.cursor_end_json),
+        }
+
+
+#: Runs, as a method called `list` cannot shadow the name.
+Runs = list[RunRecord]
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """What a process says about its run as it ends (see :meth:`Store.end_run`)."""
+
+    outcome: RunOutcome
+    exit_code: int
+    reason: str | None
+    #: The job's saved count and cursor at the end.
+    processed: int
+    cursor_json: str | None
+
+
+def new_run(before: JobRecord, fence: int) -> RunRecord:
+    """The run row an acquisition of ``before`` under ``fence`` starts."""
+    return RunRecord(
+        job_id=before.job_id,
+        partition=before.partition,
+        fence=fence,
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        # In a Kubernetes pod HOSTNAME is the pod's name.
+        pod=os.environ.get("HOSTNAME"),
+        started_at=utc_now(),
+        cursor_start_json=before.cursor_json,
+        cursor_end_json=before.cursor_json,
+    )
+
+
+def started_runs(runs: list[RunRecord], run: RunRecord) -> list[RunRecord]:
+    """A partition's runs (oldest first) once ``run`` has started: those left open by a
+    process that died are marked lost, and only the newest :data:`RUNS_KEPT` are kept.
+
+    For stores that keep runs as values; the SQL store says the same in statements."""
+    closed = [replace(r, outcome=RunOutcome.LOST) if r.ended_at is None else r for r in runs]
+    return [*closed, run][-RUNS_KEPT:]
+
+
+def ended_run(run: RunRecord, end: RunEnd, start_processed: int) -> RunRecord:
+    """``run`` with ``end`` applied. A checkpoint may have saved more than the process
+    knows it saved (one that saved, then said "cancelled"): the run keeps the larger."""
+    ended = replace(
+        run, ended_at=utc_now(), outcome=end.outcome, exit_code=end.exit_code, reason=end.reason
+    )
+    items = max(0, end.processed - start_processed)
+    if items < run.items:
+        return ended
+    return replace(ended, items=items, cursor_end_json=end.cursor_json)
+
+
+def progressed_run(run: RunRecord, hold: Hold, checkpoint: Checkpoint) -> RunRecord:
+    """``run`` as of one of its checkpoints: what a lost run is remembered by."""
+    items = max(0, checkpoint.processed - hold.record.processed)
+    return replace(run, items=items, cursor_end_json=checkpoint.cursor_json)
+
+
+def delete_refused(name: str, holder: str | None) -> JobHeldError:
+    """The refusal of ``delete`` while ``name`` is held (exit 75)."""
+    job_id = name.partition("@")[0]
+    return JobHeldError(
+        f"job {name} is running ({holder or 'another process'}) — stop it first (SIGTERM "
+        f"its process, or `iterctl cancel {job_id}`), then delete; nothing was deleted"
+    )
+
+
+def as_seen(run: RunRecord, live: Collection[str]) -> RunRecord:
+    """An open run whose process no longer holds its job id is a lost one (read-only)."""
+    open_run = run.ended_at is None and run.outcome is RunOutcome.RUNNING
+    if open_run and hold_name(run.job_id, run.partition) not in live:
+        return replace(run, outcome=RunOutcome.LOST)
+    return run
+
+
 class Store(Protocol):
     """A place that keeps job records. Implementations must make each call atomic."""
 
@@ -522,6 +670,27 @@ class Store(Protocol):
     def cancel(self, job_id: str) -> JobRecord:
         """Mark the job (every partition) cancelled; running processes notice at their next
         checkpoint. Returns the record of partition 0."""
+        ...
+
+    def live_holds(self, names: Collection[str]) -> set[str]:
+        """Which of ``names`` (hold names, see :func:`hold_name`) a live process holds now.
+
+        Read-only: it never takes a hold from a live holder, and asks the store once."""
+        ...
+
+    def runs(self, job_id: str, limit: int | None = None) -> Runs:
+        """The runs of ``job_id`` (every partition), newest first, at most ``limit``."""
+        ...
+
+    def end_run(self, hold: Hold, end: RunEnd) -> None:
+        """Record how the run under ``hold`` ended."""
+        ...
+
+    def delete(self, job_id: str) -> int:
+        """Remove the job id and everything kept for it; return how many records went.
+
+        Raises :class:`~iterctl.errors.JobHeldError` (and removes nothing) while a
+        process holds any partition of it."""
         ...
 
     def close(self) -> None:

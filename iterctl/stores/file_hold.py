@@ -16,6 +16,8 @@ import fcntl
 import os
 import socket
 import stat
+import time
+from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 
@@ -23,6 +25,11 @@ from iterctl.errors import JobHeldError, StoreUnusableError, store_os_error
 from iterctl.stopping import wait_until
 
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+
+#: A read-only probe (see :meth:`FileHolds.held`) holds a shared lock for a few
+#: microseconds; a runner that meets one tries again this often before it says "held".
+_TAKE_ATTEMPTS = 20
+_TAKE_PAUSE = 0.005
 
 
 def holder_name() -> str:
@@ -43,9 +50,7 @@ class FileLock:
         """Lock the file for this process; False if another process has it."""
         for _attempt in range(100):  # each retry means another process removed the file
             fd = _open_lock_file(self.path)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _lock(fd, fcntl.LOCK_EX):
                 text = os.pread(fd, 200, 0).decode(errors="replace").strip()
                 self.last_holder = text or "another process"
                 os.close(fd)
@@ -79,9 +84,12 @@ class FileHolds:
         self._dir = store_path.with_name(store_path.name + ".holds")
         self._open: dict[str, FileLock] = {}
 
+    def _path(self, job_id: str) -> Path:
+        return self._dir / f"{job_id}.lock"
+
     def take(self, job_id: str) -> None:
         """Lock ``job_id`` for this process, or raise JobHeldError naming the holder."""
-        lock = FileLock(self._dir / f"{job_id}.lock")
+        lock = FileLock(self._path(job_id))
         for _attempt in range(100):
             safe_folder(self._dir)
             try:
@@ -98,6 +106,35 @@ class FileHolds:
             self._open[job_id] = lock
             return
         raise StoreUnusableError(f"cannot lock job {job_id} in {self._dir}: it keeps vanishing")
+
+    def held(self, names: Iterable[str]) -> set[str]:
+        """Which of ``names`` a live process holds now, this one included.
+
+        A shared, non-blocking ``flock`` fails exactly when someone holds the exclusive
+        one; when it succeeds it is dropped at once. Nothing is created or written.
+        """
+        live = set()
+        for name in names:
+            if name in self._open:
+                live.add(name)
+                continue
+            try:
+                fd = os.open(self._path(name), os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue  # no lock file: nobody ever held it, or it was deleted
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    live.add(name)
+            finally:
+                os.close(fd)  # closing drops the shared lock, if we got it
+        return live
+
+    def remove(self, job_id: str) -> None:
+        """Let ``job_id`` go for good (``delete``; the caller holds it): its lock file is
+        removed as every hold's is when let go."""
+        self.drop(job_id)
 
     def drop(self, job_id: str) -> None:
         """Unlock ``job_id`` if this process holds it; remove the folder once empty."""
@@ -159,3 +196,15 @@ def _still_at(fd: int, path: Path) -> bool:
         return False
     mine = os.fstat(fd)
     return (at_path.st_dev, at_path.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _lock(fd: int, kind: int) -> bool:
+    """Take ``kind`` on ``fd`` without blocking; a probe in the way is waited out."""
+    for _attempt in range(_TAKE_ATTEMPTS):
+        try:
+            fcntl.flock(fd, kind | fcntl.LOCK_NB)
+        except BlockingIOError:
+            time.sleep(_TAKE_PAUSE)
+        else:
+            return True
+    return False

@@ -13,7 +13,7 @@ import errno
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -21,6 +21,7 @@ from typing import Any
 
 from iterctl.errors import (
     JobCancelledError,
+    JobHeldError,
     LostHoldError,
     StoreUnusableError,
     UsageError,
@@ -34,13 +35,22 @@ from iterctl.stores.base import (
     Hold,
     JobRecord,
     Records,
+    RunEnd,
+    RunOutcome,
+    RunRecord,
+    Runs,
     Status,
     acquired,
     apply_failures,
     checked_record,
     checkpointed,
+    delete_refused,
+    ended_run,
     hold_name,
+    new_run,
     newest_first,
+    progressed_run,
+    started_runs,
     utc_now,
 )
 from iterctl.stores.file_hold import FileHolds, FileLock, holder_name
@@ -218,6 +228,9 @@ class JsonFileStore:
                     return Hold(job_id, before.fence, before, partition)
                 after = acquired(before)
                 _put(document, after)
+                runs = document.setdefault("runs", {})
+                started = started_runs(_runs_in(document, name), new_run(before, after.fence))
+                runs[name] = [_raw_run(run) for run in started]
         except BaseException:
             self._holds.drop(name)
             raise
@@ -242,6 +255,7 @@ class JsonFileStore:
                 }
                 updated = replace(updated, failed_items=len(kept))
             _put(document, updated)
+            _update_run(document, hold, lambda run: progressed_run(run, hold, checkpoint))
         if cancelled:
             raise JobCancelledError(f"job {hold.job_id} was cancelled")
 
@@ -271,8 +285,72 @@ class JsonFileStore:
                     _put(document, cancelled)
             return _record(document["jobs"][job_id], self.display_name)
 
+    def end_run(self, hold: Hold, end: RunEnd) -> None:
+        with self._update() as document:
+            _update_run(document, hold, lambda run: ended_run(run, end, hold.record.processed))
+
+    def runs(self, job_id: str, limit: int | None = None) -> Runs:
+        document = self._read()
+        runs = [
+            run
+            for name in document.get("runs", {})
+            for run in _runs_in(document, name)
+            if run.job_id == job_id
+        ]
+        runs.sort(key=lambda r: (r.started_at, r.partition), reverse=True)
+        return runs[:limit]
+
+    def live_holds(self, names: Collection[str]) -> set[str]:
+        return self._holds.held(names)
+
+    def delete(self, job_id: str) -> int:
+        records = self.partitions(job_id)
+        names: Sequence[str] = [record.hold_name for record in records]
+        taken: set[str] = set()
+        try:
+            for record in records:
+                try:
+                    self._holds.take(record.hold_name)
+                except JobHeldError:
+                    raise delete_refused(record.hold_name, record.holder) from None
+                taken.add(record.hold_name)
+            with self._update() as document:
+                for name in names:
+                    document["jobs"].pop(name, None)
+                    # Runs, and failure records (--max-failures), are kept by hold name.
+                    for kept in ("runs", "failures"):
+                        document.get(kept, {}).pop(name, None)
+            for name in names:
+                self._holds.remove(name)
+        finally:
+            for name in taken:
+                self._holds.drop(name)
+        return len(names)
+
     def close(self) -> None:
         self._holds.drop_all()
+
+
+def _runs_in(document: Document, name: str) -> list[RunRecord]:
+    return [_run(raw) for raw in document.get("runs", {}).get(name, [])]
+
+
+def _update_run(document: Document, hold: Hold, change: Callable[[RunRecord], RunRecord]) -> None:
+    name = hold_name(hold.job_id, hold.partition)
+    runs = _runs_in(document, name)
+    if runs:
+        changed = [change(run) if run.fence == hold.fence else run for run in runs]
+        document["runs"][name] = [_raw_run(run) for run in changed]
+
+
+def _raw_run(run: RunRecord) -> dict[str, Any]:
+    raw = asdict(run)
+    raw["outcome"] = run.outcome.value
+    return raw
+
+
+def _run(raw: dict[str, Any]) -> RunRecord:
+    return RunRecord(**{**raw, "outcome": RunOutcome(raw["outcome"])})
 
 
 def _put(document: Document, record: JobRecord) -> None:

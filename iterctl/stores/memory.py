@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Collection
 from dataclasses import replace
 
 from iterctl.errors import JobCancelledError, JobHeldError, LostHoldError, UsageError
@@ -14,15 +15,25 @@ from iterctl.stores.base import (
     Hold,
     JobRecord,
     Records,
+    RunEnd,
+    RunRecord,
+    Runs,
     Status,
     acquired,
     apply_failures,
     checkpointed,
+    delete_refused,
+    ended_run,
     hold_name,
+    new_run,
     newest_first,
+    progressed_run,
+    started_runs,
     utc_now,
 )
 from iterctl.stores.file_hold import holder_name
+
+_RunChange = Callable[[RunRecord], RunRecord]
 
 
 class MemoryStore:
@@ -34,6 +45,8 @@ class MemoryStore:
         self._records: dict[str, JobRecord] = {}
         self._held: set[str] = set()
         self._all_complete: set[str] = set()
+        #: Runs per hold name, oldest first.
+        self._runs: dict[str, list[RunRecord]] = {}
         #: Failure records per hold name, by cursor JSON.
         self._failures: dict[str, dict[str, FailureRecord]] = {}
         self._lock = threading.Lock()
@@ -86,6 +99,8 @@ class MemoryStore:
                 self._records[name] = replace(before, holder=holder_name())
                 return Hold(job_id, before.fence, before, partition)
             self._records[name] = acquired(before)
+            run = new_run(before, before.fence + 1)
+            self._runs[name] = started_runs(self._runs.get(name, []), run)
             return Hold(job_id, before.fence + 1, before, partition)
 
     def checkpoint(self, hold: Hold, checkpoint: Checkpoint) -> None:
@@ -101,6 +116,7 @@ class MemoryStore:
                 self._failures[name] = kept
                 updated = replace(updated, failed_items=len(kept))
             self._records[name] = updated
+            self._update_run(hold, lambda run: progressed_run(run, hold, checkpoint))
         if cancelled:
             raise JobCancelledError(f"job {name} was cancelled")
 
@@ -116,6 +132,39 @@ class MemoryStore:
 
     def check_hold(self, hold: Hold) -> None:
         pass  # a hold here lives as long as this process: it cannot be lost
+
+    def _update_run(self, hold: Hold, change: _RunChange) -> None:
+        runs = self._runs.get(hold_name(hold.job_id, hold.partition), [])
+        for index, run in enumerate(runs):
+            if run.fence == hold.fence:
+                runs[index] = change(run)
+
+    def end_run(self, hold: Hold, end: RunEnd) -> None:
+        with self._lock:
+            self._update_run(hold, lambda run: ended_run(run, end, hold.record.processed))
+
+    def runs(self, job_id: str, limit: int | None = None) -> Runs:
+        with self._lock:
+            runs = [r for rs in self._runs.values() for r in rs if r.job_id == job_id]
+        runs.sort(key=lambda r: (r.started_at, r.partition), reverse=True)
+        return runs[:limit]
+
+    def live_holds(self, names: Collection[str]) -> set[str]:
+        with self._lock:
+            return self._held.intersection(names)
+
+    def delete(self, job_id: str) -> int:
+        with self._lock:
+            names = [name for name, r in self._records.items() if r.job_id == job_id]
+            busy = sorted(self._held.intersection(names))
+            if busy:
+                raise delete_refused(busy[0], self._records[busy[0]].holder)
+            for name in names:
+                del self._records[name]
+                self._runs.pop(name, None)
+                self._failures.pop(name, None)
+            self._all_complete.discard(job_id)
+            return len(names)
 
     def release(self, hold: Hold) -> None:
         with self._lock:

@@ -11,9 +11,11 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
+from math import inf
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +31,16 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    case,
     create_engine,
     delete,
     event,
     func,
     insert,
+    literal,
     select,
     text,
+    union_all,
     update,
 )
 from sqlalchemy import exc as sa_exc
@@ -57,16 +62,24 @@ from iterctl.errors import (
 from iterctl.stopping import STORE_WAIT_SECONDS, interruptible_wait
 from iterctl.stores.base import (
     RESUMABLE,
+    RUNS_KEPT,
     Checkpoint,
     FailureRecord,
     FailureRecords,
     Hold,
     JobRecord,
     Records,
+    RunEnd,
+    RunOutcome,
+    RunRecord,
+    Runs,
     Status,
     checked_record,
     cursor_key,
+    delete_refused,
+    ended_run,
     hold_name,
+    new_run,
     utc_now,
 )
 from iterctl.stores.coupled import SqlCoupledWrites, lost_session
@@ -159,6 +172,9 @@ runs_table = Table(
 )
 
 _MYSQL = ("mysql", "mariadb")
+
+#: How often a checkpoint also moves its run's history row (items, end cursor).
+_RUN_PROGRESS_SECONDS = 1.0
 
 #: How to bring a store from schema version N to N + 1: statements, each with the
 #: dialects it is for (None: every dialect); tables new in N + 1 are created after them.
@@ -278,6 +294,9 @@ class SqlStore:
         #: Each hold's own database session: on PostgreSQL/MySQL the one that holds the
         #: lock; on SQLite one opened with the flock. Checkpoints go through it.
         self._hold_connections: dict[str, Connection] = {}
+        #: When each hold's run row was last moved (see _note_run_progress).
+        self._run_noted: dict[str, float] = {}
+        self._run_progress: _Prepared | None = None
         self._checkpoint_statement: _Prepared | None = None
         self._ensure_schema()
 
@@ -538,6 +557,9 @@ class SqlStore:
                 )
                 if result.rowcount != 1:
                     raise LostHoldError(f"job {job_id} was taken over while starting — retry")
+                _start_run(conn, new_run(before, before.fence + 1))
+                if self._run_progress is None:  # compiled here, not at a checkpoint
+                    self._run_progress = _Prepared(_RUN_PROGRESS, self._engine.dialect)
                 conn.commit()
         except BaseException:
             self._drop_lock(name)
@@ -579,6 +601,7 @@ class SqlStore:
                         checkpoint, failed_items=self._write_failures(conn, hold, checkpoint)
                     )
                     values["new_failed_items"] = checkpoint.failed_items
+                self._note_run_progress(conn, hold, checkpoint)
                 result = conn.exec_driver_sql(statement.sql, statement.bind(values))
                 if result.rowcount == 1:
                     conn.commit()  # with a coupled run, the job's writes commit here too
@@ -586,6 +609,29 @@ class SqlStore:
                 self._checkpoint_refused(conn, hold, checkpoint)
         except sa_exc.DBAPIError as error:
             raise self._session_error(hold, error) from None
+
+    def _note_run_progress(
+        self, conn: Connection, hold: Hold, checkpoint: Checkpoint, *, now_anyway: bool = False
+    ) -> None:
+        """Move the run's history row (items, end cursor: what a lost run is remembered
+        by) at most once a second, and at every checkpoint that ends the run: a
+        checkpoint after every item must not cost two writes. Inside the checkpoint's
+        transaction when it has one (a coupled run, failure records), else on its own."""
+        name = hold_name(hold.job_id, hold.partition)
+        now = time.monotonic()
+        final = now_anyway or checkpoint.status is not Status.RUNNING
+        if not final and now - self._run_noted.get(name, -inf) < _RUN_PROGRESS_SECONDS:
+            return
+        self._run_noted[name] = now
+        if self._run_progress is not None:
+            values = {
+                "new_items": max(0, checkpoint.processed - hold.record.processed),
+                "new_cursor_end": checkpoint.cursor_json,
+                "key_job_id": hold.job_id,
+                "key_partition": hold.partition,
+                "key_fence": hold.fence,
+            }
+            conn.exec_driver_sql(self._run_progress.sql, self._run_progress.bind(values))
 
     @contextmanager
     def _one_transaction(self, conn: Connection, needed: bool) -> Iterator[None]:
@@ -711,6 +757,8 @@ class SqlStore:
             .where(_matches(hold.job_id, hold.partition), jobs_table.c.fence == hold.fence)
             .values(progress)
         )
+        # The run's last checkpoint: its row must say what it saved.
+        self._note_run_progress(conn, hold, checkpoint, now_anyway=True)
         conn.commit()
         raise JobCancelledError(f"job {hold.job_id} was cancelled")
 
@@ -755,6 +803,123 @@ class SqlStore:
     def release(self, hold: Hold) -> None:
         self._drop_lock(hold_name(hold.job_id, hold.partition))
 
+    # -- runs, holds seen from outside, deletion ----------------------------------------
+
+    def end_run(self, hold: Hold, end: RunEnd) -> None:
+        start = RunRecord(hold.job_id, hold.partition, hold.fence, "", 0, None, "")
+        ended = ended_run(start, end, hold.record.processed)
+        # As ended_run says: never fewer items than a checkpoint of this run saved.
+        more = runs_table.c["items"] <= ended.items
+        statement = (
+            update(runs_table)
+            .where(_run_of(hold))
+            .values(
+                ended_at=ended.ended_at,
+                outcome=ended.outcome.value,
+                exit_code=ended.exit_code,
+                reason=ended.reason,
+                items=case((more, ended.items), else_=runs_table.c["items"]),
+                cursor_end=case((more, ended.cursor_end_json), else_=runs_table.c.cursor_end),
+            )
+        )
+        try:
+            with self._hold_session(hold) as conn:
+                conn.execute(statement)
+                conn.commit()
+                return
+        except (sa_exc.SQLAlchemyError, StoreUnavailableError):
+            pass  # the hold's session is gone (maybe why the run ended): use a new one
+        with self._connect() as conn:
+            conn.execute(statement)
+            conn.commit()
+
+    @contextmanager
+    def _hold_session(self, hold: Hold) -> Iterator[Connection]:
+        """The hold's own session while it lasts (no second connection), else a new one."""
+        conn = self._hold_connections.get(hold_name(hold.job_id, hold.partition))
+        if conn is None:
+            with self._connect() as fresh:
+                yield fresh
+        else:
+            with self._connect_errors():
+                yield conn
+
+    def runs(self, job_id: str, limit: int | None = None) -> Runs:
+        query = (
+            select(runs_table)
+            .where(runs_table.c.job_id == job_id)
+            .order_by(runs_table.c.started_at.desc(), runs_table.c.partition_index.desc())
+            .limit(limit)
+        )
+        with self._connect() as conn:
+            return [_run(row) for row in conn.execute(query).mappings()]
+
+    def live_holds(self, names: Collection[str]) -> set[str]:
+        if not names:
+            return set()
+        if self._file_holds is not None:
+            return self._file_holds.held(names)
+        with self._connect() as conn:
+            if self._dialect == "postgresql":
+                return _pg_live(conn, names)
+            return _mysql_live(conn, names)
+
+    def delete(self, job_id: str) -> int:
+        names: Sequence[str] = [record.hold_name for record in self.partitions(job_id)]
+        session = self._lock_all(names)  # refuses, deleting nothing, while one is held
+        try:
+            with self._connect() as conn:
+                for table in (failures_table, runs_table, jobs_table):
+                    conn.execute(delete(table).where(table.c.job_id == job_id))
+                conn.commit()
+            if self._file_holds is not None:
+                for name in names:
+                    self._file_holds.remove(name)
+        finally:
+            if session is not None:
+                session.invalidate()  # ends the session and every lock it took
+                session.close()
+            elif self._file_holds is not None:
+                for name in names:
+                    self._file_holds.drop(name)
+        return len(names)
+
+    def _lock_all(self, names: Sequence[str]) -> Connection | None:
+        """Take every one of ``names`` (one session for all on a server), or none."""
+        if self._file_holds is not None:
+            taken: set[str] = set()
+            try:
+                for name in names:
+                    self._file_holds.take(name)
+                    taken.add(name)
+            except JobHeldError:
+                for taken_name in taken:
+                    self._file_holds.drop(taken_name)
+                record = self._record_of(name)
+                raise delete_refused(name, record.holder if record else None) from None
+            return None
+        with self._connect_errors():
+            conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            for name in names:
+                got = conn.execute(self._lock_statement(), {"key": self._key_of(name)}).scalar()
+                if got != 1 and got is not True:
+                    conn.invalidate()
+                    conn.close()
+                    record = self._record_of(name)
+                    raise delete_refused(name, record.holder if record else None)
+        return conn
+
+    def _record_of(self, name: str) -> JobRecord | None:
+        job_id, _, partition = name.partition("@")
+        with self._connect() as conn:
+            row = conn.execute(_by_id(job_id, int(partition or 0))).mappings().first()
+        return None if row is None else self._record(row)
+
+    def _key_of(self, name: str) -> int | str:
+        key = _lock_key(name)
+        # GET_LOCK takes a name (64 characters at most), advisory locks a bigint.
+        return key if self._dialect == "postgresql" else _mysql_lock_name(key)
+
     def cancel(self, job_id: str) -> JobRecord:
         with self._connect() as conn:
             conn.execute(
@@ -793,10 +958,7 @@ class SqlStore:
         # session, so a killed process releases it when its socket closes.
         with self._connect_errors():
             conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            key = _lock_key(job_id)
-            # GET_LOCK takes a name (64 characters at most), advisory locks a bigint.
-            lock_key = key if self._dialect == "postgresql" else f"iterctl:{key:x}"
-            got = conn.execute(self._lock_statement(), {"key": lock_key}).scalar()
+            got = conn.execute(self._lock_statement(), {"key": self._key_of(job_id)}).scalar()
         if got != 1 and got is not True:
             conn.close()
             record = self.get(job_id)
@@ -910,6 +1072,118 @@ def _read_only_sqlite(url: URL) -> URL:
     folder = os.path.dirname(os.path.abspath(database))
     mode = {"mode": "ro"} if os.access(folder, os.W_OK) else {"immutable": "1"}
     return url.set(database=f"file:{database}", query={**mode, "uri": "true"})
+
+
+def _mysql_lock_name(key: int) -> str:
+    return f"iterctl:{key:x}"
+
+
+def _pg_live(conn: Connection, names: Collection[str]) -> set[str]:
+    """The held ones among ``names``: one read of pg_locks, whatever their number.
+
+    A bigint advisory lock shows as classid (high 32 bits) and objid (low 32 bits)."""
+    rows = conn.execute(
+        text(
+            "SELECT classid::bigint, objid::bigint FROM pg_locks "
+            "WHERE locktype = 'advisory' AND objsubid = 1 AND granted "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+    )
+    held = set()
+    for high, low in rows:
+        key = (high << 32) | low
+        held.add(key - (1 << 64) if key >= 1 << 63 else key)
+    return {name for name in names if _lock_key(name) in held}
+
+
+def _mysql_live(conn: Connection, names: Collection[str]) -> set[str]:
+    """The held ones among ``names``: one query of IS_USED_LOCK over all of them."""
+    ordered = list(names)
+    keys = union_all(
+        *(
+            select(literal(i).label("i"), literal(_mysql_lock_name(_lock_key(name))).label("k"))
+            for i, name in enumerate(ordered)
+        )
+    ).subquery()
+    query = select(keys.c.i).where(func.IS_USED_LOCK(keys.c.k).is_not(None))
+    return {ordered[i] for (i,) in conn.execute(query)}
+
+
+def _start_run(conn: Connection, run: RunRecord) -> None:
+    """In the acquisition's transaction: the previous run, if still open, was left by a
+    process that died (lost); this run begins; the one that falls out of the newest
+    RUNS_KEPT is dropped.
+
+    Each acquisition closes the run before it, so only the previous fence's run can be
+    open, and fences count up one by one: every statement names one row by its primary
+    key. (A range would take InnoDB gap locks that deadlock with the partitions of the
+    same job starting at once.)"""
+    key = (runs_table.c.job_id == run.job_id) & (runs_table.c.partition_index == run.partition)
+    if run.fence > 1:
+        conn.execute(
+            update(runs_table)
+            .where(key, runs_table.c.fence == run.fence - 1, runs_table.c.ended_at.is_(None))
+            .values(outcome=RunOutcome.LOST.value)
+        )
+    if run.fence > RUNS_KEPT:
+        conn.execute(delete(runs_table).where(key, runs_table.c.fence == run.fence - RUNS_KEPT))
+    conn.execute(
+        insert(runs_table).values(
+            job_id=run.job_id,
+            partition_index=run.partition,
+            fence=run.fence,
+            host=run.host,
+            pid=run.pid,
+            pod=run.pod,
+            started_at=run.started_at,
+            outcome=run.outcome.value,
+            items=0,
+            cursor_start=run.cursor_start_json,
+            cursor_end=run.cursor_end_json,
+        )
+    )
+
+
+def _run_of(hold: Hold) -> Any:
+    return (
+        (runs_table.c.job_id == hold.job_id)
+        & (runs_table.c.partition_index == hold.partition)
+        & (runs_table.c.fence == hold.fence)
+    )
+
+
+#: A run's items and end cursor as of a checkpoint (see SqlStore._note_run_progress).
+_RUN_PROGRESS = (
+    update(runs_table)
+    .where(
+        runs_table.c.job_id == bindparam("key_job_id"),
+        runs_table.c.partition_index == bindparam("key_partition"),
+        runs_table.c.fence == bindparam("key_fence"),
+    )
+    .values(
+        items=bindparam("new_items", type_=BigInteger),
+        cursor_end=bindparam("new_cursor_end", type_=LongText),
+    )
+)
+
+
+def _run(row: Any) -> RunRecord:
+    return RunRecord(
+        job_id=row["job_id"],
+        partition=row["partition_index"],
+        fence=row["fence"],
+        host=row["host"],
+        pid=row["pid"],
+        pod=row["pod"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        outcome=RunOutcome(row["outcome"]),
+        exit_code=row["exit_code"],
+        reason=row["reason"],
+        items=row["items"],
+        cursor_start_json=row["cursor_start"],
+        cursor_end_json=row["cursor_end"],
+    )
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

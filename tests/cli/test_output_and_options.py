@@ -165,14 +165,16 @@ def test_typed_params_reach_the_job_typed(workdir: Workdir) -> None:
 
 
 def test_the_termination_message_summarises_the_exit(workdir: Workdir) -> None:
-    """--termination-log gets one JSON line: outcome, exit code, processed, cursor, and
-    the number of items recorded as failed."""
+    """--termination-log gets one JSON line: outcome, exit code, processed, cursor, the
+    number of items recorded as failed and the age of the last checkpoint."""
     message = workdir.path / "termination-log"
     result = workdir.run("run", "testjobs:Numbers", "--job-id", "term",
                          "--param", f"log={workdir.log}", "--param", "count=4",
                          "--termination-log", str(message))  # fmt: skip
     assert result.returncode == 0
     summary = json.loads(message.read_text())
+    # The final checkpoint was saved just before the exit: its age is a fraction of a second.
+    assert 0 <= summary.pop("checkpoint_age_seconds") < 5
     assert summary == {
         "job_id": "term", "outcome": "succeeded", "exit_code": 0, "processed": 4,
         "cursor": 3, "reason": None, "failed_items": 0,

@@ -113,6 +113,16 @@ class Stop:
 
 
 @dataclass(frozen=True)
+class Suspend(Stop):
+    """``spec.suspend: true`` (or a Kueue preemption): the Job controller deletes the pod,
+    so it is stopped as any deleted pod is, with SIGTERM and the grace period, and no
+    DisruptionTarget condition (Kueue-evicted pods carry none). No new pod starts while
+    the Job is suspended: ``paused`` runs then, before ``spec.suspend: false`` resumes it."""
+
+    paused: Callable[[], None] = lambda: None
+
+
+@dataclass(frozen=True)
 class Meddle:
     """Do ``action`` (e.g. run ``iterctl cancel``) once the attempt has made ``after``
     units of progress, and leave the pod alone."""
@@ -197,8 +207,11 @@ class Kubelet:
         plan: Iterator[Event] = iter(events)
         run = JobRun()
         while True:
-            attempt = self._attempt(len(run.attempts) + 1, next(plan, None))
+            event = next(plan, None)
+            attempt = self._attempt(len(run.attempts) + 1, event)
             run.attempts.append(attempt)
+            if isinstance(event, Suspend) and attempt.signals:
+                event.paused()
             if attempt.verdict is Verdict.COMPLETE:
                 run.condition = "Complete"
                 return run
