@@ -17,6 +17,7 @@ from iterctl.errors import IterctlError, JobCancelledError, JobHeldError, NoStor
 from iterctl.job import Job, Partition
 from iterctl.loading import load_job_class
 from iterctl.params import build_params, param_values
+from iterctl.retrying import policy_of
 from iterctl.runner import Outcome, Reporter, Runner, RunResult, RunSettings
 from iterctl.runstats import RunStats
 from iterctl.stopping import StopToken
@@ -72,6 +73,7 @@ def run_job(
             job_id = f"{job_class.__name__.lower()}-{secrets.token_hex(4)}"
         job = job_class(params, job_id=job_id, stop_token=token, store_location=location)
         _check_coupling(job, store, settings.concurrency or 1, partitions)  # before any write
+        policy_of(job)  # a retry_on or max_attempts that makes no sense: refused, nothing written
         if new_id:
             announce_id(job_id)
         records = store.partitions(job_id)

@@ -388,3 +388,19 @@ def test_retry_failed_takes_the_hold_and_stops_at_once_in_a_backoff(
     assert again.returncode == 0, again.stderr
     assert job.failures() == []
     assert job.done()[4] == 1
+
+
+def test_a_nonsense_retry_policy_is_refused_before_anything_is_written(
+    workdir: Workdir,
+) -> None:
+    """retry_on that is not exception types: exit 2 with one line naming the job, before a
+    record is created (so a later, fixed run is the job's first: on_start runs then)."""
+    result = workdir.run(
+        "run", "testjobs:BadRetries", "--job-id", "bad-policy", "--param", f"log={workdir.log}"
+    )
+
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "BadRetries" in result.stderr
+    assert workdir.run("status", "bad-policy").returncode == 2  # no such job id

@@ -448,3 +448,10 @@ class CsvNumbers(Job):
                 target.write_text(fresh)
         time.sleep(float(self.params.get("delay", "0")))
         _append(self.params["log"], f"item {row['n']}")
+
+
+class BadRetries(Numbers):
+    """Numbers with a retry_on that is not a tuple of exception types."""
+
+    retry_on = "ValueError"  # type: ignore[assignment]
+    max_attempts = 3
