@@ -246,6 +246,8 @@ class Runner:
         self._left = settings.limit
         self._limit_hit = False
         self._hook_errors: list[tuple[str, BaseException]] = []
+        #: The enumerator's source identity, until a checkpoint has recorded it.
+        self._new_source_json: str | None = None
 
     # -- the run ----------------------------------------------------------------------
 
@@ -368,6 +370,7 @@ class Runner:
         partition = job.partition
         if partition is not None and not job.splits_itself():
             enumerator = enumerator.within(partition.bounds)  # type: ignore[attr-defined]
+        self._check_source(enumerator)
         # A partition's total is its enumerator's; job.count() is the whole job's.
         total = _checked_total(job.count, f"{self._name}.count()") if partition is None else None
         if total is None and self._total is None:
@@ -385,6 +388,17 @@ class Runner:
             record = replace(record, concurrency=self.concurrency)
         self._reporter.started(record, resumed=not self._first_run, total=total)
         return enumerator
+
+    def _check_source(self, enumerator: Any) -> None:
+        """Refuse to resume into another source than the job started on (a file replaced
+        while the job was stopped); on a first run, note the source for the checkpoint."""
+        identity_of = getattr(enumerator, "source_identity", None)
+        if not callable(identity_of):
+            return
+        recorded = decode_cursor(self._hold.record.source_json)
+        identity = identity_of(recorded)
+        if recorded is None and identity is not None:
+            self._new_source_json = encode_cursor(identity, self._name)
 
     def _checked(self, iterator: Iterator[Any]) -> Iterator[tuple[Any, Cursor]]:
         """The pairs of ``iterator``, its first one checked to be an (item, JSON cursor) pair."""
@@ -888,6 +902,7 @@ class Runner:
             concurrency=self._concurrency_change,
             elapsed=stats.elapsed(now),
             rate=stats.sample(now, processed),
+            source_json=self._new_source_json,
         )
         with self._token.shielded():  # a second SIGINT must not cut a store write
             try:
@@ -899,6 +914,7 @@ class Runner:
                 raise
             stats.checkpointed(now, stats.now())
             stats.total = self._total
+            self._new_source_json = None  # recorded: later checkpoints keep it
             self._saved_cursor_json = cursor_json
             self._saved_processed = processed
             self._saved_done_json = done_json

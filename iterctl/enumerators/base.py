@@ -28,6 +28,13 @@ class Enumerator(Generic[T_co]):
         """How many items the whole job has (not only those after the cursor); None if unknown."""
         return None
 
+    def source_identity(self, recorded: Cursor) -> Cursor:
+        """What this walk reads, as a JSON value the runner records with the job at its
+        first run (``recorded`` None) and hands back on every resume: a walk whose source
+        is no longer the one recorded raises (a usage error, exit 2) rather than resume
+        into other data. None: nothing to check (the default)."""
+        return None
+
     def split(self, count: int) -> list[Cursor]:
         """The bounds (JSON values) of ``count`` partitions that together cover the whole
         walk, each a contiguous piece; :meth:`within` restricts the walk to one of them."""

@@ -43,12 +43,21 @@ class Batched(Enumerator[list[T]]):
         inner = total() if callable(total) else None
         return None if inner is None else -(-int(inner) // self._size)
 
+    def source_identity(self, recorded: Cursor) -> Cursor:
+        return inner_source_identity(self._pairs, recorded)
+
     def split(self, count: int) -> list[Cursor]:
         """The inner enumerator's partitions (batches never straddle two)."""
         return inner_split(self._pairs, count, self)
 
     def within(self, bounds: Cursor) -> Batched[T]:
         return Batched(inner_within(self._pairs, bounds, self), self._size)
+
+
+def inner_source_identity(pairs: object, recorded: Cursor) -> Cursor:
+    """``pairs.source_identity(recorded)`` for a wrapper around ``pairs``; None without one."""
+    identity = getattr(pairs, "source_identity", None)
+    return identity(recorded) if callable(identity) else None
 
 
 def inner_split(pairs: object, count: int, outer: Enumerator[Any]) -> list[Cursor]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import codecs
 import copy
 import csv
+import hashlib
 import io
 import json
 import os
@@ -47,6 +48,15 @@ _BOM = codecs.BOM_UTF8
 #: One block: its bytes, its lines as text, and ``ends`` where ``ends[0]`` is the block's
 #: offset and ``ends[i + 1]`` the offset after ``lines[i]``.
 Block = tuple[bytes, list[str], list[int]]
+
+
+#: How much of a file's start its identity covers (see _ByteRanges.source_identity).
+_IDENTITY_BYTES = 64 * 1024
+
+
+def _digest(path: Path, length: int) -> str:
+    with path.open("rb") as f:
+        return hashlib.blake2b(f.read(length), digest_size=16).hexdigest()
 
 
 class ChangedFileError(UsageError):
@@ -202,6 +212,30 @@ class _ByteRanges(Enumerator[Any]):
         part = copy.copy(self)
         part._first, part._stop = bounds
         return part
+
+    def source_identity(self, recorded: Cursor) -> Cursor:
+        """The file's first bytes (up to 64 KiB) as a digest: recorded with the job at its
+        first run, and checked on every resume, so that a file replaced or rewritten while
+        the job was stopped is refused (exit 2) instead of being read from a byte offset
+        that belongs to another file. Rows appended to it meanwhile are fine: the bytes
+        recorded stay as they were."""
+        if recorded is None:
+            head = min(self._path.stat().st_size, _IDENTITY_BYTES)
+            return {"head_bytes": head, "head_blake2b": _digest(self._path, head)}
+        if not (isinstance(recorded, dict) and type(recorded.get("head_bytes")) is int):
+            raise UsageError(
+                f"job's recorded source {recorded!r} is not a file identity — "
+                "start a new job id for this file"
+            )
+        head = recorded["head_bytes"]
+        size = self._path.stat().st_size
+        if size < head or _digest(self._path, head) != recorded.get("head_blake2b"):
+            raise ChangedFileError(
+                f"{self._path} is not the file this job started on: its first {head:,} "
+                "bytes are not the same — restore the original file to resume, or start a "
+                "new job id to read this one from the start"
+            )
+        return recorded
 
     def _fresh(self) -> Any:
         """This walk (or partition) from its start, whatever the cursor."""

@@ -26,7 +26,7 @@ from typing import Any
 
 from iterctl.cursor import Cursor
 from iterctl.enumerators.base import Enumerator
-from iterctl.enumerators.batching import inner_split, inner_within
+from iterctl.enumerators.batching import inner_source_identity, inner_split, inner_within
 from iterctl.errors import UsageError
 from iterctl.retrying import wait_async
 from iterctl.stopping import StopToken
@@ -122,6 +122,9 @@ class Throttled(Enumerator[Any]):
     def total(self) -> int | None:
         total: Any = getattr(self._pairs, "total", None)
         return total() if callable(total) else None
+
+    def source_identity(self, recorded: Cursor) -> Cursor:
+        return inner_source_identity(self._pairs, recorded)
 
     def split(self, count: int) -> list[Cursor]:
         """The inner enumerator's partitions; each partition is throttled on its own."""

@@ -180,6 +180,7 @@ def checkpointed(current: JobRecord, checkpoint: Checkpoint) -> JobRecord:
         total=current.total if checkpoint.total is None else checkpoint.total,
         elapsed=_kept(checkpoint.elapsed, current.elapsed),
         rate=_kept(checkpoint.rate, current.rate),
+        source_json=_kept(checkpoint.source_json, current.source_json),
         failed_items=_kept(checkpoint.failed_items, current.failed_items),
         done_json=checkpoint.done_json,
         concurrency=_kept(checkpoint.concurrency, current.concurrency),
@@ -294,6 +295,8 @@ class Checkpoint:
     resolved: tuple[str, ...] = ()
     #: --concurrency given to this run, when it differs from the job's; None keeps it.
     concurrency: int | None = None
+    #: The enumerator's source identity, to record (JobRecord.source_json); None keeps it.
+    source_json: str | None = None
 
     def __post_init__(self) -> None:
         if self.cursor_json is not None and len(self.cursor_json) > MAX_CURSOR_CHARS:

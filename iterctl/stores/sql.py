@@ -586,6 +586,7 @@ class SqlStore:
             "new_failed_items": checkpoint.failed_items,
             "new_elapsed": checkpoint.elapsed,
             "new_rate": checkpoint.rate,
+            "new_source": checkpoint.source_json,
             "new_concurrency": checkpoint.concurrency,
             "interrupted": 1 if checkpoint.status is Status.INTERRUPTED else 0,
             "key_job_id": hold.job_id,
@@ -723,6 +724,7 @@ class SqlStore:
                 failed_items=keep_unless("new_failed_items", c.failed_items),
                 elapsed=keep_unless("new_elapsed", c.elapsed),
                 rate=keep_unless("new_rate", c.rate),
+                source=keep_unless("new_source", c.source),
                 concurrency=keep_unless("new_concurrency", c.concurrency),
                 times_interrupted=c.times_interrupted + bindparam("interrupted", type_=Integer),
             )
@@ -752,6 +754,8 @@ class SqlStore:
             value = getattr(checkpoint, column)
             if value is not None:  # None keeps what the store has
                 progress[column] = value
+        if checkpoint.source_json is not None:
+            progress["source"] = checkpoint.source_json
         conn.execute(
             update(jobs_table)
             .where(_matches(hold.job_id, hold.partition), jobs_table.c.fence == hold.fence)

@@ -282,3 +282,34 @@ def test_a_resume_offset_between_cr_and_lf_is_refused(workdir: Workdir) -> None:
     assert resumed.returncode == 2, resumed.stderr
     assert "not at the start of a line" in resumed.stderr
     assert "item " not in "".join(workdir.lines()[len(workdir.items()):])
+
+
+@pytest.mark.parametrize("change", ["replaced", "appended"])
+def test_a_file_replaced_while_the_job_was_stopped_is_refused_on_resume(
+    workdir: Workdir, change: str
+) -> None:
+    """The job's file is recorded (its first bytes) at the first checkpoint. Stopped with
+    --limit, then the file is swapped for another of the same size: the resume refuses
+    (exit 2) rather than read the new file from the old offset. Rows appended to the
+    original instead are fine: the resume reads on to the end."""
+    data = workdir.path / "rows.csv"
+    data.write_text("n\n" + "".join(f"{i}\n" for i in range(100, 200)))
+    command = ["run", "testjobs:CsvNumbers", "--job-id", "swap", "--param",
+               f"log={workdir.log}", "--param", f"file={data}"]  # fmt: skip
+    assert workdir.run(*command, "--limit", "10").returncode == 75
+    if change == "replaced":
+        data.write_text("n\n" + "".join(f"{i}\n" for i in range(300, 400)))
+    else:
+        with data.open("a") as f:
+            f.write("".join(f"{i}\n" for i in range(200, 250)))
+
+    resumed = workdir.run(*command)
+
+    if change == "replaced":
+        assert resumed.returncode == 2, resumed.stderr
+        assert "is not the file this job started on" in resumed.stderr
+        assert "Traceback" not in resumed.stderr
+        assert workdir.items() == list(range(100, 110))
+    else:
+        assert resumed.returncode == 0, resumed.stderr
+        assert workdir.items() == list(range(100, 250))

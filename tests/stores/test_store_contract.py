@@ -653,3 +653,22 @@ def test_a_succeeded_job_can_be_held_and_the_holder_is_named(stores: StoreUnderT
     assert THIS_PROCESS in record.holder
     with pytest.raises(JobHeldError, match=THIS_PROCESS):
         stores.open().acquire(job_id)
+
+
+def test_a_checkpoint_records_the_source_identity_once_and_later_ones_keep_it(
+    stores: StoreUnderTest,
+) -> None:
+    """The enumerator's source identity, given with one checkpoint, comes back from every
+    store (another process included); checkpoints without one keep it."""
+    store = stores.open()
+    job_id = created(store)
+    hold = store.acquire(job_id)
+    identity = '{"head_blake2b":"00ff","head_bytes":65536}'
+    store.checkpoint(hold, Checkpoint("1", 2, Status.RUNNING, source_json=identity))
+    store.checkpoint(hold, Checkpoint("3", 4, Status.INTERRUPTED))
+    store.release(hold)
+    store.close()
+
+    record = stores.open().get(job_id)
+    assert record is not None
+    assert (record.cursor_json, record.source_json) == ("3", identity)
