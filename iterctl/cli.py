@@ -384,14 +384,14 @@ def _json_view(view: object) -> str:
 _DETAIL_RUNS = 5
 
 
-def _reading_store(job_id: str | None, store: str | None) -> Store:
-    """The store to read, for a command that never creates one."""
+def _reading_store(job_id: str | None, store: str | None, *, read_only: bool = True) -> Store:
+    """The store to read (or, with ``read_only=False``, change), never created here."""
     from iterctl.launch import get_record, open_store_of
     from iterctl.stores import open_store
     from iterctl.stores.memory import MemoryStore
 
     if job_id:
-        opened = open_store_of(job_id, store, read_only=True)
+        opened = open_store_of(job_id, store, read_only=read_only)
         try:
             get_record(opened, job_id)
         except BaseException:
@@ -399,7 +399,7 @@ def _reading_store(job_id: str | None, store: str | None) -> Store:
             raise
         return opened
     try:
-        return open_store(store, create=False, read_only=True)
+        return open_store(store, create=False, read_only=read_only)
     except NoStoreError:
         return MemoryStore()  # no store yet: no jobs to show
 
@@ -465,7 +465,7 @@ def delete(
     store: StoreOption = None,
 ) -> None:
     """Remove JOB_ID and everything kept for it; refused (exit 75) while it runs."""
-    opened = _reading_store(job_id, store)
+    opened = _reading_store(job_id, store, read_only=False)
     try:
         removed = opened.delete(job_id)
     finally:

@@ -531,6 +531,7 @@ class Runner:
             self._begin_pairs_refused()
         dispatch = ThreadDispatch(self._each(), self.concurrency)
         self._dispatch = dispatch
+        self.stats.in_flight_source = lambda: dispatch.in_flight  # read when scraped
         try:
             pairs = self._checked(iter(enumerator))
             for item, cursor in pairs:
@@ -584,6 +585,7 @@ class Runner:
         each: Any = self._each()  # an async def (checked at __init__), retrying if asked
         dispatch = AsyncDispatch(each, self.concurrency)
         self._dispatch = dispatch
+        self.stats.in_flight_source = lambda: dispatch.in_flight  # read when scraped
         nudge = asyncio.create_task(self._nudge(dispatch))
         try:
             try:
@@ -695,8 +697,6 @@ class Runner:
             token.progress_due = False
             self.stats.processed = self._processed
             self._reporter.progress(self._processed, self._total, window.watermark)
-        dispatch = self._dispatch
-        self.stats.in_flight = 0 if dispatch is None else dispatch.in_flight  # on ticks only
         if token.hold_check_due:
             token.hold_check_due = False
             with token.shielded():
@@ -823,6 +823,7 @@ class Runner:
         reason: str | None = None,
         error: BaseException | None = None,
     ) -> RunResult:
+        self.stats.in_flight_source = None
         self.stats.in_flight = 0
         self._job._transaction = None  # the last checkpoint is behind us
         if outcome is not Outcome.SUCCEEDED:

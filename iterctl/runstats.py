@@ -29,8 +29,9 @@ class RunStats:
         self.processed = record.processed
         self.total = record.total
         self.failed_items = record.failed_items
-        #: Items in progress now (0 or 1 for a sequential run).
-        self.in_flight = 0
+        self._in_flight = 0
+        #: With --concurrency: reads the dispatcher's count when the metrics are scraped.
+        self.in_flight_source: Callable[[], int] | None = None
         #: Wall-clock time (Unix seconds) the run started.
         self.started_at = time.time()
         #: Monotonic time of the last saved checkpoint (None before one).
@@ -44,6 +45,16 @@ class RunStats:
         self._samples: deque[tuple[float, int]] = deque(
             [(self._start, record.processed)], maxlen=_MAX_SAMPLES
         )
+
+    @property
+    def in_flight(self) -> int:
+        """Items in progress now (0 or 1 for a sequential run)."""
+        source = self.in_flight_source
+        return self._in_flight if source is None else source()
+
+    @in_flight.setter
+    def in_flight(self, count: int) -> None:
+        self._in_flight = count
 
     def now(self) -> float:
         return self._clock()

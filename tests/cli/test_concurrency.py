@@ -57,6 +57,7 @@ def _from_key(cursor: str) -> int:
     return int(cursor[1:])  # AsyncConcurrent's cursors: "k0042"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("job", "workers", "count", "max_delay", "to_item"),
     [
@@ -105,6 +106,7 @@ def test_random_sigterms_every_item_exactly_once_and_every_stop_exits_75(
     assert status["concurrency"] == workers
 
 
+@pytest.mark.slow
 def test_random_sigkills_skip_nothing_and_redo_at_most_what_was_in_flight(
     workdir: Workdir, rng: random.Random
 ) -> None:
@@ -135,6 +137,7 @@ def test_random_sigkills_skip_nothing_and_redo_at_most_what_was_in_flight(
     assert sum(counts.values()) - count <= redone
 
 
+@pytest.mark.slow
 def test_errors_at_random_items_resume_retries_the_failed_item_and_redoes_none(
     workdir: Workdir, rng: random.Random
 ) -> None:

@@ -130,6 +130,7 @@ def runs_of(workdir: Workdir) -> list[list[int]]:
     return runs
 
 
+@pytest.mark.slow
 def test_non_idempotent_writes_land_exactly_once_under_random_sigkills_and_sigterms(
     workdir: Workdir, database: Database
 ) -> None:
@@ -139,6 +140,7 @@ def test_non_idempotent_writes_land_exactly_once_under_random_sigkills_and_sigte
     random_stops_then_finish(workdir, database, buffered=False)
 
 
+@pytest.mark.slow
 def test_rows_flushed_by_on_checkpoint_land_exactly_once_under_random_stops(
     workdir: Workdir, sqlite_database: Database
 ) -> None:

@@ -110,6 +110,7 @@ def last_line(finished: Finished) -> str:
     return finished.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_random_failures_within_budget_succeed_with_each_permanent_one_recorded_once(
     workdir: Workdir, store: list[str]
 ) -> None:
@@ -175,6 +176,7 @@ def test_budget_exceeded_fails_then_a_resume_with_a_larger_budget_carries_on(
     assert job.status()["failed_items"] == 3
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_and_doubles_no_failure_record(
     workdir: Workdir, store: list[str]
 ) -> None:

@@ -43,6 +43,9 @@ from .kubelet import (
 )
 from .test_kubelet_restarts import random_stops
 
+#: Soak tests of a simulated Kubernetes Job: CI runs them; `-m 'not slow'` skips them.
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE.parents[1] / "deploy" / "kubernetes" / "indexed-job.yaml"
 PARTITIONS = 8

@@ -35,6 +35,9 @@ from .kubelet import (
     iterctl_executable,
 )
 
+#: Soak tests of a simulated Kubernetes Job: CI runs them; `-m 'not slow'` skips them.
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).resolve().parent
 MANIFESTS = HERE.parents[1] / "deploy" / "kubernetes"
 JOB_ID = "harness-job"

@@ -17,6 +17,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from iterctl.errors import ExitCode
 
 from .kubelet import (
@@ -28,6 +30,9 @@ from .kubelet import (
     container_environment,
     iterctl_executable,
 )
+
+#: Soak tests of a simulated Kubernetes Job: CI runs them; `-m 'not slow'` skips them.
+pytestmark = pytest.mark.slow
 
 HERE = Path(__file__).resolve().parent
 MANIFEST = HERE.parents[1] / "deploy" / "kubernetes" / "job.yaml"
