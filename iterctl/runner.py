@@ -258,13 +258,7 @@ class Runner:
             return self._run_concurrent()
         processed = self._saved_processed
         cursor = decode_cursor(self._saved_cursor_json)
-        ticker = Ticker(
-            self._token,
-            checkpoint_interval=self._settings.checkpoint_interval,
-            progress_interval=self._settings.progress_interval,
-            max_runtime=self._settings.max_runtime,
-            hold_check_interval=HOLD_CHECK_INTERVAL,
-        )
+        ticker = self._ticker()
         token = self._token
         try:
             with ticker:
@@ -320,6 +314,16 @@ class Runner:
         except BaseException as error:  # noqa: BLE001 - whatever the job raises is its failure
             token.interruptible = False
             return self._ended_by(error, cursor, processed)
+
+    def _ticker(self) -> Ticker:
+        """The thread that raises the token's flags on time, for either loop."""
+        return Ticker(
+            self._token,
+            checkpoint_interval=self._settings.checkpoint_interval,
+            progress_interval=self._settings.progress_interval,
+            max_runtime=self._settings.max_runtime,
+            hold_check_interval=HOLD_CHECK_INTERVAL,
+        )
 
     def _ended_by(self, error: BaseException, cursor: Cursor, processed: int) -> RunResult:
         """Map an exception that ended the loop to its outcome.
@@ -489,13 +493,7 @@ class Runner:
             name=self._name,
         )
         self._window = window
-        ticker = Ticker(
-            self._token,
-            checkpoint_interval=self._settings.checkpoint_interval,
-            progress_interval=self._settings.progress_interval,
-            max_runtime=self._settings.max_runtime,
-            hold_check_interval=HOLD_CHECK_INTERVAL,
-        )
+        ticker = self._ticker()
         token = self._token
         try:
             with ticker:
