@@ -18,6 +18,7 @@ Figures are printed, never asserted: exit 0 unless something breaks.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -37,41 +38,20 @@ from sqlalchemy import (
     select,
 )
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_core import NoOp, QuietReporter
 from iterctl.checking import check_job
 from iterctl.cursor import Cursor
 from iterctl.enumerators import records
 from iterctl.job import Job
-from iterctl.runner import Runner, RunResult, RunSettings
+from iterctl.runner import Runner, RunSettings
 from iterctl.stopping import StopToken
 from iterctl.stores.base import JobRecord
 from iterctl.stores.memory import MemoryStore
 
 Row = tuple[str, str, str, str, str]  # measure, ours, baseline, ratio, target
 ITEMS, SAMPLES = 10_000, 50
-
-
-class NoOp(Job):
-    """``items`` items that do nothing, cursor = the item (as in bench_core.py)."""
-
-    items = 0
-
-    def build_enumerator(self, cursor: Cursor) -> Iterator[tuple[int, int]]:
-        start = 0 if cursor is None else int(cursor) + 1
-        return ((n, n) for n in range(start, self.items))
-
-    def each_iteration(self, item: Any) -> None:
-        pass
-
-
-class QuietReporter:
-    def started(self, record: JobRecord, *, resumed: bool, total: int | None) -> None:
-        pass
-
-    def progress(self, processed: int, total: int | None, cursor: Cursor) -> None:
-        pass
-
-    def finished(self, result: RunResult) -> None:
-        pass
 
 
 def best(

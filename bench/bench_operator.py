@@ -29,50 +29,24 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, insert
 
-from iterctl.cursor import Cursor
-from iterctl.job import Job
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_core import NoOp, QuietReporter
 from iterctl.metrics import serve_metrics
 from iterctl.overview import store_overview
-from iterctl.runner import Runner, RunResult, RunSettings
+from iterctl.runner import Runner, RunSettings
 from iterctl.runstats import RunStats
 from iterctl.stopping import StopToken
 from iterctl.stores import open_store
 from iterctl.stores.base import JobRecord, Status, Store
 from iterctl.stores.memory import MemoryStore
 from iterctl.stores.sql import SqlStore, _row, jobs_table
-
-
-class NoOp(Job):
-    """``items`` items that do nothing, cursor = the item (as in bench_core.py)."""
-
-    items = 0
-
-    def build_enumerator(self, cursor: Cursor) -> Iterator[tuple[int, int]]:
-        start = 0 if cursor is None else int(cursor) + 1
-        return ((n, n) for n in range(start, self.items))
-
-    def each_iteration(self, item: Any) -> None:
-        pass
-
-
-class QuietReporter:
-    """A reporter that says nothing: only the loop is timed."""
-
-    def started(self, record: JobRecord, *, resumed: bool, total: int | None) -> None:
-        pass
-
-    def progress(self, processed: int, total: int | None, cursor: Cursor) -> None:
-        pass
-
-    def finished(self, result: RunResult) -> None:
-        pass
-
 
 DATABASE = os.environ.get("ITERCTL_TEST_DATABASE", "test")
 POSTGRES = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
