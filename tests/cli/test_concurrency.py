@@ -107,15 +107,17 @@ def test_random_sigterms_every_item_exactly_once_and_every_stop_exits_75(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("job", ["Concurrent", "AsyncConcurrent"])
 def test_random_sigkills_skip_nothing_and_redo_at_most_what_was_in_flight(
-    workdir: Workdir, rng: random.Random
+    workdir: Workdir, rng: random.Random, job: str
 ) -> None:
-    """SIGKILL at random moments with --checkpoint-interval 0: the store never runs ahead
-    of the log, resume skips nothing, and each kill redoes at most the items in flight plus
-    those finished since the last checkpoint (here: at most 2 x N)."""
+    """SIGKILL at random moments with --checkpoint-interval 0, on threads and on asyncio
+    tasks: the store never runs ahead of the log, resume skips nothing, and each kill
+    redoes at most the items in flight plus those finished since the last checkpoint
+    (here: at most 2 x N)."""
     workers, count = 8, 1200
     command = _command(
-        workdir, "Concurrent", "kills", "--concurrency", str(workers), "--checkpoint-interval",
+        workdir, job, "kills", "--concurrency", str(workers), "--checkpoint-interval",
         "0", "--param", f"count={count}", "--param", "max_delay=0.01",
     )  # fmt: skip
     redone = 0
@@ -124,7 +126,7 @@ def test_random_sigkills_skip_nothing_and_redo_at_most_what_was_in_flight(
         workdir.wait_items(rng.randint(1, 150), process)
         process.send_signal(signal.SIGKILL)
         process.communicate()
-        saved = _saved_items(_record(workdir, "kills"))
+        saved = _saved_items(_record(workdir, "kills"), _from_key if job != "Concurrent" else int)
         logged = set(workdir.items())
         assert saved <= logged, f"the store counts an item that never finished (seed {SEED})"
         unsaved = logged - saved
