@@ -386,6 +386,7 @@ class Runner:
         total = self._total if total is None else total
         if total is not None:
             self._total = total
+        self.stats.total = self._total  # for the metrics from the start, not the first checkpoint
         self._allowed = self._settings.max_failures.allowed(total, self._name)
         record = self._hold.record
         if record.concurrency != self.concurrency:  # a new --concurrency: say the one in force

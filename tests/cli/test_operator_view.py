@@ -358,7 +358,15 @@ def _scrape(port: int) -> dict[str, float]:
 
 
 def _counted(port: int, _lines: list[str]) -> bool:
-    return _scrape(port)["iterctl_items_processed_total"] > 0
+    """True once the run has done items and saved a first checkpoint."""
+    scraped = _scrape(port)
+    return scraped["iterctl_items_processed_total"] > 0 and (
+        "iterctl_seconds_since_checkpoint" in scraped
+    )
+
+
+def _in_flight(port: int, _lines: list[str]) -> bool:
+    return _scrape(port)["iterctl_items_in_flight"] >= 1
 
 
 @pytest.mark.parametrize("concurrency", [1, 4])
@@ -374,7 +382,8 @@ def test_metrics_scraped_during_a_partitioned_run_match_status(
     shutil.copy(HERE / "operatorjobs.py", workdir.path / "operatorjobs.py")
     ports = [_free_port(), _free_port()]
     command = ["run", "operatorjobs:Gated", "--job-id", "scraped", "--param", f"logs={logs}",
-               "--param", "count=400", "--param", "delay=0.005", "--param", "fail_every=50",
+               "--param", "count=400", "--param", f"delay={0.005 * concurrency}",
+               "--param", "fail_every=50",
                "--max-failures", "100", "--partitions", "2",
                "--checkpoint-interval", "0.1", "--progress-interval", "0.1",
                "--concurrency", str(concurrency)]  # fmt: skip
@@ -390,7 +399,9 @@ def test_metrics_scraped_during_a_partitioned_run_match_status(
             workdir.wait_for(functools.partial(_counted, port), processes[i])
             during = _scrape(port)
             assert during["partition"] == i
-            assert 1 <= during["iterctl_items_in_flight"] <= concurrency
+            # A gauge of this moment: between two batches (a checkpoint, say) it reads 0.
+            workdir.wait_for(functools.partial(_in_flight, port), processes[i])
+            assert _scrape(port)["iterctl_items_in_flight"] <= concurrency
             assert during["iterctl_items_expected"] == 200
             assert abs(during["iterctl_run_start_time_seconds"] - time.time()) < 60
             assert during["iterctl_seconds_since_checkpoint"] < 5

@@ -85,6 +85,11 @@ def test_a_dropped_store_session_stops_the_run_within_a_second_with_75(
         "--param", "delay=0.002", "--checkpoint-interval", "30", "--concurrency", concurrency,
     ))  # fmt: skip
     workdir.wait_items(20, process)
+    # After the run's first checkpoint (within a second of its start) the next is 30 s
+    # away: what the store holds now is what it must still hold after the drop.
+    workdir.wait_for(
+        lambda _lines: workdir.status(job_id, "--store", store_url)["processed"] > 0, process
+    )
     saved = workdir.status(job_id, "--store", store_url)["processed"]
     _kill_lock_session(store_url, job_id)
     done_at_kill = len(workdir.items())
