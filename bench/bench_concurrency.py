@@ -33,13 +33,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.bench_core import QuietReporter
 from iterctl.cursor import Cursor, encode_cursor
 from iterctl.job import Job
 from iterctl.runner import (
     DEFAULT_CHECKPOINT_INTERVAL,
     WINDOW_PER_WORKER,
     Runner,
-    RunResult,
     RunSettings,
 )
 from iterctl.stopping import StopToken
@@ -75,17 +77,6 @@ class NoOp(Sleeps):
         pass
 
 
-class Quiet:
-    def started(self, record: JobRecord, *, resumed: bool, total: int | None) -> None:
-        pass
-
-    def progress(self, processed: int, total: int | None, cursor: Cursor) -> None:
-        pass
-
-    def finished(self, result: RunResult) -> None:
-        pass
-
-
 def runner_seconds(store: Store, job: Sleeps, concurrency: int) -> float:
     """Seconds in ``Runner.run()`` alone; everything else is made before the clock starts."""
     job_id = f"bench-{os.getpid()}-{time.perf_counter_ns()}"
@@ -94,7 +85,7 @@ def runner_seconds(store: Store, job: Sleeps, concurrency: int) -> float:
     token = StopToken()
     job.stop_token = token
     runner = Runner(
-        job, store, hold, token=token, reporter=Quiet(),
+        job, store, hold, token=token, reporter=QuietReporter(),
         settings=RunSettings(concurrency=concurrency), first_run=True,
     )  # fmt: skip
     try:

@@ -85,6 +85,15 @@ StoreOption = Annotated[
         show_default=False,
     ),
 ]
+ParamOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param",
+        envvar="ITERCTL_PARAM",
+        help="A job parameter KEY=VALUE; repeat for more.",
+        show_default=False,
+    ),
+]
 CheckpointOption = Annotated[
     float,
     typer.Option(
@@ -230,15 +239,7 @@ def run(
             show_default=False,
         ),
     ] = None,
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            envvar="ITERCTL_PARAM",
-            help="A job parameter KEY=VALUE; repeat for more.",
-            show_default=False,
-        ),
-    ] = None,
+    param: ParamOption = None,
     store: StoreOption = None,
     checkpoint_interval: CheckpointOption = DEFAULT_CHECKPOINT_INTERVAL,
     max_runtime: MaxRuntimeOption = None,
@@ -498,15 +499,7 @@ def cancel(
 @app.command()
 def check(
     job: Annotated[str, typer.Argument(metavar="MODULE:CLASS", help="The Job class to check.")],
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            envvar="ITERCTL_PARAM",
-            help="A job parameter KEY=VALUE; repeat for more.",
-            show_default=False,
-        ),
-    ] = None,
+    param: ParamOption = None,
     # Defaults live in iterctl.checking (2000 and 50), which loads only when check runs.
     limit: Annotated[
         int | None,
